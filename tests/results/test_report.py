@@ -1,0 +1,81 @@
+"""Reports on hand-built result sets: every number checked against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chain, run_cli, write_run
+from vlaeval.results.report import build_report
+from vlaeval.results.stats import wilson_interval
+
+
+@pytest.fixture
+def chained_run(tmp_path: Path) -> Path:
+    # chain lengths 3, 1, 0, 2
+    return write_run(tmp_path / "run-a", [chain(True, True, True), chain(True, False), chain(False), chain(True, True, False)])
+
+
+def _metrics(report, run=None):
+    return {(m.task, m.metric): m.estimate for m in report.metrics if run is None or m.run == run}
+
+
+def test_chained_metrics_match_hand_computed_values(chained_run: Path) -> None:
+    report = build_report([chained_run])
+    m = _metrics(report)
+    assert m[("*", "success@1")].value == 3 / 4
+    assert m[("*", "success@2")].value == 2 / 4
+    assert m[("*", "success@3")].value == 1 / 4
+    assert m[("*", "avg_len")].value == 6 / 4
+    assert m[("*", "success_rate")].value == 1 / 4
+    # CALVIN per-task SR: successes in the successful prefix, plus the first failure
+    assert m[("reach_left", "task_success")].value == 3 / 4
+    assert m[("reach_right", "task_success")].value == 2 / 3
+    assert m[("reach_center", "task_success")].value == 1 / 2
+    low, high = wilson_interval(3, 4)
+    assert (m[("*", "success@1")].low, m[("*", "success@1")].high) == pytest.approx((low, high))
+    assert m[("*", "avg_len")].method == "bootstrap" and m[("*", "avg_len")].low <= 1.5 <= m[("*", "avg_len")].high
+    assert report.runs[0].episodes == 4 and report.runs[0].errors == 0
+
+
+def test_episodic_suites_get_no_chain_metrics(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "ep", [[{"task": "reach_left", "success": s}] for s in (True, False, True)], suite="toy", chain_length=1)
+    m = _metrics(build_report([run]))
+    assert m[("*", "success_rate")].value == pytest.approx(2 / 3)
+    assert not any(metric.startswith(("success@", "avg_len")) for _, metric in m)
+
+
+def test_side_by_side_comparison_and_formats(chained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = write_run(tmp_path / "run-b", [chain(True, True, True)] * 4, agent="agent-y")
+    report = build_report([chained_run, other])
+    assert [r.label for r in report.runs] == ["agent-x", "agent-y"]
+    wide = report.wide("toy-chain", "default")
+    assert list(wide.columns) == ["agent-x", "agent-y"]
+    assert wide.loc[("*", "avg_len"), "agent-y"].startswith("3.000 [3.000, 3.000]")
+
+    assert run_cli("report", str(chained_run), str(other), "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {(r["run"], r["task"], r["metric"]): r for r in data["metrics"]}
+    assert rows[("agent-x", "*", "avg_len")]["value"] == 1.5
+    assert rows[("agent-y", "*", "success@3")]["value"] == 1.0
+    assert rows[("agent-x", "*", "success@1")]["ci_low"] == pytest.approx(wilson_interval(3, 4)[0])
+
+    for fmt, needle in (("markdown", "| task"), ("csv", "run,suite,suite_version,setting,task,metric,value,ci_low,ci_high,n,interval"), ("table", "success@2")):
+        out = tmp_path / f"report.{fmt}"
+        assert run_cli("report", str(chained_run), str(other), "--format", fmt, "--out", str(out)) == 0
+        assert needle in out.read_text()
+
+    html = tmp_path / "report.html"
+    assert run_cli("report", str(chained_run), str(other), "--format", "html", "--out", str(html)) == 0
+    page = html.read_text()
+    assert page.count("data:image/png;base64,") == 2 and "agent-y" in page
+
+
+def test_unknown_format_and_missing_results_are_one_line_errors(chained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("report", str(chained_run), "--format", "jsn") == 2
+    assert capsys.readouterr().err.strip() == "error: unknown reporter 'jsn'. Did you mean 'json'? Known: csv, html, json, markdown, table."
+    (tmp_path / "empty").mkdir()
+    assert run_cli("report", str(tmp_path / "empty")) == 2
+    assert "holds no results" in capsys.readouterr().err

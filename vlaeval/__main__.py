@@ -1,0 +1,3 @@
+from vlaeval.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The agent contract (LeRobot's ``reset()`` / ``select_action()`` shape, CALVIN's ``step(obs, goal)``).
+
+An agent is constructed once per worker and reused across episodes, so anything per-episode
+(history windows, action-chunk queues, recurrent state) must be cleared in :meth:`Agent.reset`,
+which the runner calls at the start of every episode and of every chained subtask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from vlaeval.conventions import AgentSpec
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What an agent learns about the evaluation before its first episode.
+
+    Attributes:
+        suite: registered suite name.
+        setting: generalization setting being evaluated.
+        action_type: the action convention negotiated with the suite.
+        action_space: the environment's ``gymnasium`` action space.
+        observation_space: the environment's ``gymnasium`` observation space.
+        env: the unwrapped environment; only privileged agents (scripted experts) may read it.
+        options: free-form agent options from the command line (``--agent-opt k=v``).
+    """
+
+    suite: str
+    setting: str
+    action_type: str
+    action_space: Any
+    observation_space: Any
+    env: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Agent:
+    """Base class for policies evaluated by vlaeval.
+
+    Subclasses set :attr:`spec` and implement :meth:`act`.  Agents need not subclass this (any
+    object with the same methods works) but inheriting gives sensible defaults.
+    """
+
+    spec: ClassVar[AgentSpec] = AgentSpec()
+
+    def bind(self, context: AgentContext) -> None:
+        """Called once per environment before the first episode; keep what you need."""
+        self.context = context
+
+    def seed(self, seed: int) -> None:
+        """Seed any randomness the agent owns; called at the start of every episode.
+
+        Seeding per episode (not per worker) is what makes results independent of how
+        episodes are sharded over workers.
+        """
+
+    def reset(self) -> None:
+        """Clear per-episode state; called at every episode start and every chained subtask."""
+
+    def act(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
+        """Return one action for the current observation and language instruction."""
+        raise NotImplementedError(f"{type(self).__name__} must implement act(observation, instruction)")
+
+    def act_batch(self, observations: Sequence[Mapping[str, Any]], instructions: Sequence[str]) -> np.ndarray:
+        """Actions for many environments at once (stacked on axis 0).
+
+        The default loops over :meth:`act`; batched models override it to run one forward pass.
+        Agents that override it keep one state per batch slot.
+        """
+        return np.stack([self.act(o, i) for o, i in zip(observations, instructions)])
+
+    def close(self) -> None:
+        """Release resources (sessions, sockets, subprocesses)."""

@@ -1,0 +1,230 @@
+"""The ``vlaeval`` command line.
+
+Only click, pluggy and the plugin modules load at start-up: everything heavy (pandas, simulators,
+deep-learning stacks) is imported inside the command that needs it, so ``vlaeval --help`` and the
+listing commands answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import click
+
+from vlaeval import __version__
+from vlaeval.errors import VlaevalError
+
+
+class _Group(click.Group):
+    """Adds plugin-provided commands on first use (``vlaeval_register_commands``)."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            self._plugins_added = True
+            from vlaeval.plugins.manager import plugin_manager
+
+            plugin_manager().hook.vlaeval_register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="vlaeval")
+def cli() -> None:
+    """Evaluate vision-language-action robot policies on simulated suites.
+
+    \b
+    Typical use:
+      vlaeval run --agent expert --suite calvin --episodes 20
+      vlaeval report runs/<run>            # success rates with 95% intervals
+      vlaeval gate runs/<run> --baseline results/<baseline>
+    """
+
+
+def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON when they parse as JSON (numbers, booleans), else text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--agent-opt")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@cli.command()
+@click.option("--agent", "-a", help="Registered agent name or agent URI (ws://host:port, package.module:Class).")
+@click.option("--suite", "-s", help="Registered suite name (see `vlaeval suites`).")
+@click.option("--setting", help="Generalization setting (default: the suite's first).")
+@click.option("--episodes", "-n", type=click.IntRange(min=1), help="Evaluate the first N episodes (default: all).")
+@click.option("--seed", type=int, help="Base seed (default: the suite protocol's).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Local worker processes.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="runs", show_default=True, help="Parent folder of run directories.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Finish an interrupted run directory.")
+@click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
+@click.option("--checkpoint", type=click.Path(), help="Agent checkpoint (shorthand for --agent-opt checkpoint=PATH).")
+@click.option("--step-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds one agent call may take (0 = unlimited).")
+@click.option("--run-id", help="Name of the run directory (default: time, suite and agent).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def run(agent: str | None, suite: str | None, setting: str | None, episodes: int | None, seed: int | None, workers: int,
+        out: str, resume: str | None, agent_opts: tuple[str, ...], checkpoint: str | None, step_timeout: float,
+        run_id: str | None, no_progress: bool) -> None:
+    """Evaluate an agent on a suite; results go to a run directory."""
+    from vlaeval.evaluators.runner import evaluate
+
+    if agent is None and resume is None:
+        raise click.UsageError("pass --agent (see `vlaeval agents`) or --resume RUN_DIR")
+    options = _parse_options(agent_opts)
+    if checkpoint:
+        options["checkpoint"] = checkpoint
+    result = evaluate(agent, suite, setting=setting, episodes=episodes, seed=seed, workers=workers, out=out, resume=resume,
+                      agent_options=options, step_timeout=step_timeout, progress=not no_progress, run_id=run_id)
+    summary = ", ".join(f"{k}={v:.3f}" if k != "episodes" else f"{k}={int(v)}" for k, v in result.summary().items())
+    errors = int(result.results.groupby("episode")["error"].apply(lambda e: e.notna().any()).sum()) if not result.results.empty else 0
+    click.echo(f"{result.run_dir}: {summary}" + (f" ({errors} episodes errored: see the error column)" if errors else ""))
+    click.echo(f"report: vlaeval report {result.run_dir}")
+
+
+@cli.command()
+@click.option("--suite", "-s", required=True, help="Registered suite name.")
+@click.option("--setting", help="Generalization setting (default: the suite's first).")
+@click.option("--seed", type=int, help="Base seed (default: the suite protocol's).")
+@click.option("--episodes", "-n", type=click.IntRange(min=1), help="Only the first N episodes.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: one object per line.")
+def episodes(suite: str, setting: str | None, seed: int | None, episodes: int | None, fmt: str) -> None:
+    """List a suite's evaluation episodes without running them."""
+    from vlaeval.evaluators.runner import _load_suite
+    from vlaeval.plugins.manager import registries
+
+    spec = registries().suite.get(suite).spec
+    name = spec.setting(setting).name
+    listed = list(_load_suite(spec).episodes(name, spec.protocol.seed if seed is None else seed))[:episodes]
+    for ep in listed:
+        if fmt == "json":
+            click.echo(ep.to_json())
+        else:
+            click.echo(f"{ep.index:5d}  seed={ep.seed:<11d} {' -> '.join(ep.tasks)}")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", default="table", show_default=True, help="A registered reporter: table, markdown, csv, json, html, ...")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of printing.")
+def report(run_dirs: tuple[str, ...], fmt: str, out: str | None) -> None:
+    """Success rates with 95% intervals for one run, or side by side for several."""
+    from vlaeval.plugins.manager import registries
+    from vlaeval.results.report import build_report
+
+    reporter = registries().reporter.get(fmt).load()
+    text = reporter(build_report(run_dirs), Path(out) if out else None)
+    if out is None or fmt == "html":
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--baseline", "-b", required=True, type=click.Path(exists=True, file_okay=False), help="Baseline run directory.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of the one-sided tests.")
+@click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True,
+              help="Multiple-comparison correction across metrics.")
+def gate(run_dir: str, baseline: str, alpha: float, correction: str) -> None:
+    """Exit 1 when RUN_DIR is significantly worse than the baseline on any metric."""
+    from vlaeval.results.gate import run_gate
+
+    result = run_gate(run_dir, baseline, alpha=alpha, correction=correction)
+    click.echo(result.table())
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(result.verdict())
+    sys.exit(0 if result.passed else 1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """Installed plugins: name, version and the hooks each implements."""
+    from vlaeval.plugins.manager import plugin_info, plugin_manager
+
+    pm = plugin_manager()
+    rows = []
+    for plugin in pm.get_plugins():
+        name = pm.get_name(plugin) or repr(plugin)
+        info = plugin_info(name)
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "distribution": info.distribution, "version": info.version, "builtin": info.builtin, "hooks": hooks})
+    rows.sort(key=lambda r: (not r["builtin"], r["name"]))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        origin = "built-in" if r["builtin"] else f"{r['distribution']} {r['version']}"
+        click.echo(f"{r['name']}  ({origin})\n    hooks: {', '.join(r['hooks'])}")
+
+
+def _listing(kind: str, help_text: str) -> None:
+    @cli.command(name=f"{kind}s", help=help_text)
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def command(as_json: bool) -> None:
+        from vlaeval.plugins.manager import plugin_info, registries
+
+        rows = []
+        for e in registries().of(kind):
+            info = plugin_info(e.plugin)
+            row = {"name": e.name, "description": e.description, "plugin": e.plugin,
+                   "origin": "built-in" if info.builtin else f"{info.distribution} {info.version}", "target": e.target}
+            if kind == "suite":
+                row |= {"version": e.spec.version, "settings": [s.name for s in e.spec.settings],
+                        "episodes": e.spec.protocol.episodes, "tasks": len(e.spec.tasks)}
+            if e.aliases:
+                row["aliases"] = list(e.aliases)
+            rows.append(row)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            extra = f" v{r['version']}, {r['episodes']} episodes, {r['tasks']} tasks, settings: {', '.join(r['settings'])}" if kind == "suite" else ""
+            click.echo(f"{r['name']:<22} {r['description']}\n{'':<22} from {r['plugin']} ({r['origin']}) -> {r['target']}{extra}")
+
+
+for _kind, _help in (
+    ("agent", "Registered agents and where they come from."),
+    ("suite", "Registered suites, their versions, settings and sizes."),
+    ("metric", "Registered metrics."),
+    ("reporter", "Registered report formats."),
+    ("trainer", "Registered trainers."),
+):
+    _listing(_kind, _help)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line and exit 2 instead of a traceback."""
+    try:
+        cli.main(args=argv, prog_name="vlaeval", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except VlaevalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,14 @@
+"""Built-in plugin: the simulated suites."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from vlaeval.plugins.hookspecs import hookimpl
+
+
+@hookimpl
+def vlaeval_register_suites(register: Callable[..., None]) -> None:
+    from vlaeval.envs.calvin.spec import CALVIN_SPEC
+
+    register(CALVIN_SPEC)

@@ -1,0 +1,1 @@
+"""Running evaluations: the episode loop, sharding over workers, durable results, resume."""

@@ -1,0 +1,160 @@
+"""Playing one episode (or chain) with a guarded agent.
+
+The agent is untrusted code: an exception, a hang past the per-step timeout, or a NaN or
+wrongly shaped action fails *that episode* with the error recorded, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from vlaeval.envs.suite import EpisodeSpec
+from vlaeval.results.store import EpisodeRecord
+
+
+class AgentFailure(Exception):
+    """The agent misbehaved; the message is recorded in the episode's ``error`` column."""
+
+
+class StepTimeout(AgentFailure):
+    pass
+
+
+@dataclass(frozen=True)
+class EpisodeContext:
+    """Run-level values stamped on every row."""
+
+    run_id: str
+    agent: str
+    suite: str
+    suite_version: str
+    setting: str
+    max_steps: int
+    step_timeout: float
+
+
+def run_episode(env: Any, agent: Any, episode: EpisodeSpec, ctx: EpisodeContext) -> EpisodeRecord:
+    """Play ``episode`` (all its chained subtasks) and return its tidy rows.
+
+    Follows CALVIN's loop: the env is reset once, the agent before every subtask, each subtask gets
+    ``max_steps`` steps, and the chain stops at the first failure.
+    """
+    action_shape = env.action_space.shape
+    rows: list[dict[str, Any]] = []
+
+    def row(position: int, success: bool, steps: int, started: float, error: str | None) -> dict[str, Any]:
+        return {
+            "run_id": ctx.run_id,
+            "agent": ctx.agent,
+            "suite": ctx.suite,
+            "suite_version": ctx.suite_version,
+            "setting": ctx.setting,
+            "task": episode.tasks[position],
+            "episode": episode.index,
+            "position": position + 1,
+            "seed": episode.seed,
+            "success": success,
+            "steps": steps,
+            "wall_time": round(time.perf_counter() - started, 4),
+            "error": error,
+            "instruction": episode.instructions[position],
+        }
+
+    started = time.perf_counter()
+    try:
+        obs, _ = env.reset(seed=episode.seed, options=dict(episode.options))
+    except Exception as exc:
+        rows.append(row(0, False, 0, started, f"environment reset failed: {_describe(exc)}"))
+        return EpisodeRecord(episode.index, episode.seed, tuple(rows))
+    seed = getattr(agent, "seed", None)  # optional for duck-typed agents
+    try:
+        if callable(seed):
+            with _deadline(ctx.step_timeout, "agent.seed()"):
+                seed(episode.seed)
+    except Exception as exc:
+        rows.append(row(0, False, 0, started, _agent_error(exc, "seed")))
+        return EpisodeRecord(episode.index, episode.seed, tuple(rows))
+
+    for position, instruction in enumerate(episode.instructions):
+        started = time.perf_counter()
+        steps, success, error, ended = 0, False, None, False
+        try:
+            with _deadline(ctx.step_timeout, "agent.reset()"):
+                agent.reset()
+            while steps < ctx.max_steps:
+                with _deadline(ctx.step_timeout, "agent.act()"):
+                    action = agent.act(obs, instruction)
+                action = _check_action(action, action_shape)
+                try:
+                    obs, _, terminated, truncated, info = env.step(action)
+                except Exception as exc:
+                    error = f"environment step failed: {_describe(exc)}"
+                    break
+                steps += 1
+                if info.get("is_success"):
+                    success = True
+                    break
+                if terminated or truncated:
+                    ended = True
+                    break
+        except AgentFailure as exc:
+            error = str(exc)
+        except Exception as exc:
+            error = _agent_error(exc, "act")
+        rows.append(row(position, success, steps, started, error))
+        if not success or ended:
+            break
+    return EpisodeRecord(episode.index, episode.seed, tuple(rows))
+
+
+def _check_action(action: Any, shape: tuple[int, ...] | None) -> np.ndarray:
+    try:
+        arr = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise AgentFailure(f"agent returned a non-numeric action ({type(action).__name__}): {exc}") from None
+    if shape is not None and arr.shape != tuple(shape):
+        raise AgentFailure(f"agent returned an action of shape {arr.shape}, the suite expects {tuple(shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise AgentFailure(f"agent returned a non-finite action {np.array2string(arr, precision=3)}")
+    return arr.astype(np.float32)
+
+
+def _agent_error(exc: BaseException, method: str) -> str:
+    if isinstance(exc, AgentFailure):
+        return str(exc)
+    return f"agent raised in {method}(): {_describe(exc)}"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def _deadline(seconds: float, what: str) -> Iterator[None]:
+    """Raise :class:`StepTimeout` if the block runs longer than ``seconds``.
+
+    Uses SIGALRM, which interrupts Python code (and blocking calls that return to the
+    interpreter).  It only works in a process's main thread, which is where workers run episodes;
+    elsewhere (or with ``seconds <= 0``) the block runs unguarded.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise StepTimeout(f"{what} did not return within the {seconds:g} s step timeout (--step-timeout)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

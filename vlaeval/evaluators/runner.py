@@ -1,0 +1,464 @@
+"""Running an evaluation: resolve, shard, execute, store, resume.
+
+Episodes are fully determined up front (:meth:`Suite.episodes`), each with its own seed, and the
+agent is re-seeded and reset at every episode; so sharding them round-robin over W worker
+processes, each with its own env and agent, gives the same results as W = 1.  Every finished
+episode is stored durably before the next is counted, which is what makes ``--resume`` exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import getpass
+import multiprocessing as mp
+import os
+import platform
+import queue as queue_mod
+import socket
+import subprocess
+import sys
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from vlaeval.agents.base import AgentContext
+from vlaeval.agents.resolve import agent_spec_of, make_agent
+from vlaeval.conventions import AgentSpec, ConventionError, negotiate
+from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec
+from vlaeval.errors import VlaevalError
+from vlaeval.evaluators.episode import EpisodeContext, run_episode
+from vlaeval.results.store import EpisodeRecord, ResultStore, read_manifest, write_manifest
+
+DEFAULT_STEP_TIMEOUT = 60.0
+TRACKED_PACKAGES = ("numpy", "gymnasium", "pluggy", "pandas", "pybullet", "torch", "transformers", "onnxruntime", "mani_skill")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The resolved configuration of a run, saved in its manifest and reused by ``--resume``."""
+
+    agent: str
+    suite: str
+    setting: str
+    episodes: int
+    seed: int
+    step_timeout: float = DEFAULT_STEP_TIMEOUT
+    agent_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What observer hooks learn about a run."""
+
+    run_id: str
+    run_dir: Path
+    config: RunConfig
+    suite: SuiteSpec
+    total: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of :func:`evaluate`: where it was stored and the per-episode table."""
+
+    run_id: str
+    run_dir: Path
+    results: Any  # pandas.DataFrame
+    chain_length: int = 1
+
+    def summary(self) -> dict[str, float]:
+        """Headline numbers (success rate; average chain length for chained suites)."""
+        frame = self.results
+        if frame.empty:
+            return {}
+        per_episode = frame.groupby("episode")
+        out = {"episodes": float(per_episode.ngroups), "success_rate": float(per_episode["success"].all().mean())}
+        if self.chain_length > 1:
+            from vlaeval.results.metrics import chain_lengths
+
+            out["avg_len"] = float(chain_lengths(frame).mean())
+        return out
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs, picklable for spawned processes."""
+
+    worker: int
+    run_id: str
+    config: RunConfig
+    episodes: tuple[EpisodeSpec, ...]
+    agent: Any = None  # an agent instance built (or given) in the main process, else built by the worker
+    owns_agent: bool = True  # close the agent when the shard ends (not for instances the caller passed in)
+
+
+def evaluate(
+    agent: Any,
+    suite: str | None = None,
+    *,
+    setting: str | None = None,
+    episodes: int | None = None,
+    seed: int | None = None,
+    workers: int = 1,
+    out: str | os.PathLike[str] = "runs",
+    resume: str | os.PathLike[str] | None = None,
+    agent_options: Mapping[str, Any] | None = None,
+    step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    progress: bool = True,
+    run_id: str | None = None,
+) -> RunResult:
+    """Evaluate an agent on a suite and return the per-episode results.
+
+    Args:
+        agent: a registered agent name, an agent URI (``ws://host:port``, ``module:attr``), or an
+            agent instance (e.g. the policy inside a training loop).
+        suite: registered suite name (optional with ``resume``).
+        setting: generalization setting (default: the suite's first).
+        episodes: evaluate the first N episodes of the protocol (default: all).
+        seed: base seed (default: the suite protocol's).
+        workers: local processes running episodes in parallel; results do not depend on it.
+        out: parent directory of new run directories.
+        resume: a run directory to finish; its saved config is reused.
+        agent_options: keyword arguments for the agent's constructor.
+        step_timeout: seconds one agent call may take before the episode fails (0 = no limit).
+        progress: show a progress bar.
+        run_id: name of the run directory (default: timestamp, suite and agent).
+    """
+    from vlaeval.plugins.manager import plugin_manager, registries
+
+    if workers < 1:
+        raise VlaevalError(f"--workers must be at least 1, not {workers}")
+    if step_timeout < 0:
+        raise VlaevalError(f"--step-timeout must be >= 0 seconds, not {step_timeout}")
+    instance = None if isinstance(agent, str) else agent
+    if resume is not None:
+        run_dir = Path(resume)
+        manifest = read_manifest(run_dir)
+        config = _config_from_manifest(manifest, run_dir)
+        for given, saved, what in ((agent if isinstance(agent, str) else None, config.agent, "agent"), (suite, config.suite, "suite")):
+            if given is not None and given != saved:
+                raise VlaevalError(f"{run_dir} is a run of {what} {saved!r}, not {given!r}; drop --{what} or start a new run")
+        run_id = manifest["run_id"]
+    else:
+        if suite is None:
+            raise VlaevalError("no suite given: pass --suite (see `vlaeval suites`)")
+        manifest = {}
+        config = None
+    spec: SuiteSpec = registries().suite.get(config.suite if config else suite).spec
+    if config is None:
+        setting_obj = spec.setting(setting)
+        n = spec.protocol.episodes if episodes is None else episodes
+        if not 1 <= n <= spec.protocol.episodes:
+            raise VlaevalError(f"--episodes must be between 1 and {spec.protocol.episodes} for suite {spec.name!r}, not {n}")
+        agent_name = agent if isinstance(agent, str) else type(agent).__name__
+        config = RunConfig(
+            agent_name, spec.name, setting_obj.name, n, spec.protocol.seed if seed is None else seed, step_timeout, dict(agent_options or {})
+        )
+        run_id = run_id or _new_run_id(spec.name, agent_name)
+        run_dir = Path(out) / run_id
+        if (run_dir / "manifest.json").exists():
+            raise VlaevalError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --out")
+
+    owns_agent = instance is None
+    if instance is None and workers == 1:
+        instance = make_agent(config.agent, config.agent_options)
+    _preflight(instance, config, spec)
+    suite_impl = _load_suite(spec)
+    all_episodes = list(suite_impl.episodes(config.setting, config.seed))[: config.episodes]
+    store = ResultStore(run_dir)
+    done = store.completed(repair=True)
+    pending = tuple(e for e in all_episodes if e.index not in done)
+
+    manifest = _start_manifest(manifest, run_id, config, spec, workers, len(pending))
+    write_manifest(run_dir, manifest)
+    info = RunInfo(run_id, run_dir, config, spec, len(all_episodes), len(pending))
+    hooks = plugin_manager().hook
+    hooks.vlaeval_run_started(run=info)
+
+    bar = None
+    tally = _Tally(chained=spec.protocol.chain_length > 1, records=list(done.values()))
+    status = "interrupted"
+    try:
+        for kind, payload in _execute(run_id, config, pending, workers, instance, owns_agent):
+            if kind == "ready":
+                manifest.setdefault("agent", payload)
+                write_manifest(run_dir, manifest)
+                bar = _progress_bar(len(all_episodes), len(done), spec, enabled=progress)
+                continue
+            store.append(payload)
+            hooks.vlaeval_episode_finished(run=info, record=payload)
+            tally.add(payload)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(tally.text(), refresh=False)
+        status = "finished"
+    except VlaevalError:
+        status = "failed"
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        manifest["status"] = status
+        manifest["sessions"][-1]["ended"] = _now()
+        manifest["finished_at"] = _now() if status == "finished" else None
+        write_manifest(run_dir, manifest)
+        if status == "interrupted":
+            print(f"run interrupted; finish it with: vlaeval run --resume {run_dir}", file=sys.stderr)
+
+    store.write_parquet()
+    from vlaeval.results.store import load_results
+
+    results = load_results(run_dir)
+    hooks.vlaeval_run_finished(run=info, results=results)
+    return RunResult(run_id, run_dir, results, spec.protocol.chain_length)
+
+
+def _execute(
+    run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], workers: int, instance: Any, owns_agent: bool
+) -> Iterator[tuple[str, Any]]:
+    """Yield ``("ready", agent_info)`` then ``("record", EpisodeRecord)`` events from the shards."""
+    if not pending:
+        return
+    workers = min(workers, len(pending))
+    jobs = [_Job(w, run_id, config, tuple(pending[w::workers]), instance, owns_agent) for w in range(workers)]
+    if workers == 1:
+        yield from _run_shard(jobs[0])
+        return
+    ctx = mp.get_context("spawn")
+    events: Any = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(job, events), daemon=True, name=f"vlaeval-worker-{job.worker}") for job in jobs]
+    for p in procs:
+        p.start()
+    running = set(range(workers))
+    ready_sent = False
+    try:
+        while running:
+            try:
+                kind, worker, payload = events.get(timeout=1.0)
+            except queue_mod.Empty:
+                for w in list(running):
+                    if not procs[w].is_alive() and events.empty():
+                        raise VlaevalError(
+                            f"worker {w} died (exit code {procs[w].exitcode}) without reporting an error; "
+                            f"finished episodes are saved, resume the run with --resume"
+                        )
+                continue
+            if kind == "fatal":
+                raise VlaevalError(payload)
+            if kind == "done":
+                running.discard(worker)
+            elif kind == "ready":
+                if not ready_sent:
+                    ready_sent = True
+                    yield kind, payload
+            else:
+                yield kind, payload
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=10)
+
+
+def _worker_main(job: _Job, events: Any) -> None:
+    try:
+        for kind, payload in _run_shard(job):
+            events.put((kind, job.worker, payload))
+        events.put(("done", job.worker, None))
+    except KeyboardInterrupt:
+        pass
+    except VlaevalError as exc:
+        events.put(("fatal", job.worker, str(exc)))
+    except BaseException:
+        events.put(("fatal", job.worker, f"worker {job.worker} crashed:\n{traceback.format_exc()}"))
+
+
+def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
+    """Build one env and one agent, then play this shard's episodes in order."""
+    from vlaeval.plugins.manager import registries
+
+    config = job.config
+    spec: SuiteSpec = registries().suite.get(config.suite).spec
+    suite_impl = _load_suite(spec)
+    agent = job.agent if job.agent is not None else make_agent(config.agent, config.agent_options)
+    agent_spec = agent_spec_of(agent)
+    action_type = _negotiate(agent_spec, config, spec)
+    try:
+        env = suite_impl.make_env(config.setting, agent_spec, action_type)
+    except VlaevalError:
+        raise
+    except Exception as exc:
+        raise VlaevalError(f"suite {spec.name!r} cannot start its environment: {type(exc).__name__}: {exc}") from exc
+    try:
+        bind = getattr(agent, "bind", None)  # optional for duck-typed agents
+        if callable(bind):
+            bind(
+                AgentContext(
+                    suite=spec.name,
+                    setting=config.setting,
+                    action_type=action_type,
+                    action_space=env.action_space,
+                    observation_space=env.observation_space,
+                    env=env.unwrapped,
+                    options=dict(config.agent_options),
+                )
+            )
+        yield "ready", {"name": config.agent, "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
+                        "spec": dataclasses.asdict(agent_spec), "action_type": action_type}
+        ctx = EpisodeContext(job.run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
+        for episode in job.episodes:
+            yield "record", run_episode(env, agent, episode, ctx)
+    finally:
+        env.close()
+        if job.owns_agent and callable(getattr(agent, "close", None)):
+            agent.close()
+
+
+def _negotiate(agent_spec: Any, config: RunConfig, spec: SuiteSpec) -> str:
+    try:
+        return negotiate(agent_spec, spec.conventions, agent_name=config.agent, suite_name=spec.name)
+    except ConventionError as exc:
+        raise VlaevalError(str(exc)) from exc
+
+
+def _preflight(instance: Any, config: RunConfig, spec: SuiteSpec) -> None:
+    """Fail before a run directory exists when the agent is unknown or its conventions do not fit.
+
+    Workers build their own agents; here only the class-level spec of a registered agent (or the
+    instance's) is checked, so a large model is never loaded just to be thrown away.
+    """
+    from vlaeval.plugins.manager import registries
+
+    if instance is not None:
+        _negotiate(agent_spec_of(instance), config, spec)
+        return
+    agents = registries().agent
+    if config.agent in agents:
+        declared = getattr(agents.get(config.agent).load(), "spec", None)
+        if isinstance(declared, AgentSpec):  # not a per-instance property
+            _negotiate(declared, config, spec)
+
+
+def _load_suite(spec: SuiteSpec) -> Suite:
+    from vlaeval.plugins.registry import import_target
+
+    cls = import_target(spec.target, what=f"suite {spec.name!r}")
+    return cls()
+
+
+class _Tally:
+    """Running numbers for the progress bar."""
+
+    def __init__(self, chained: bool, records: list[EpisodeRecord]) -> None:
+        self.chained = chained
+        self.n = self.successes = self.lengths = 0
+        for r in records:
+            self.add(r)
+
+    def add(self, record: EpisodeRecord) -> None:
+        self.n += 1
+        self.successes += record.success
+        self.lengths += record.chain_length
+
+    def text(self) -> str:
+        if not self.n:
+            return ""
+        if self.chained:
+            return f"avg_len={self.lengths / self.n:.2f} full_chains={self.successes / self.n:.0%}"
+        return f"success={self.successes / self.n:.0%}"
+
+
+def _progress_bar(total: int, initial: int, spec: SuiteSpec, *, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    unit = "chain" if spec.protocol.chain_length > 1 else "episode"
+    return tqdm(total=total, initial=initial, unit=unit, desc=spec.name, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+
+
+def _config_from_manifest(manifest: Mapping[str, Any], run_dir: Path) -> RunConfig:
+    try:
+        return RunConfig(**manifest["config"])
+    except (KeyError, TypeError) as exc:
+        raise VlaevalError(f"{run_dir}/manifest.json has no valid run config ({exc}); it cannot be resumed") from exc
+
+
+def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, spec: SuiteSpec, workers: int, pending: int) -> dict[str, Any]:
+    from vlaeval import __version__
+
+    if not manifest:
+        setting = spec.setting(config.setting)
+        manifest = {
+            "run_id": run_id,
+            "vlaeval_version": __version__,
+            "config": dataclasses.asdict(config),
+            "suite": {
+                "name": spec.name,
+                "version": spec.version,
+                "setting": config.setting,
+                "train_scenes": list(setting.train_scenes),
+                "protocol": dataclasses.asdict(spec.protocol),
+                "env_ids": list(spec.env_ids),
+            },
+            "seeds": {"base": config.seed, "per_episode": "SeedSequence([base, episode index]); see the seed column"},
+            "versions": _versions(),
+            "git": _git_revision(),
+            "host": {"hostname": socket.gethostname(), "user": _user(), "platform": platform.platform(), "cpus": os.cpu_count()},
+            "started_at": _now(),
+            "finished_at": None,
+            "status": "running",
+            "sessions": [],
+        }
+    manifest["status"] = "running"
+    manifest["sessions"].append({"started": _now(), "ended": None, "pid": os.getpid(), "workers": workers, "pending": pending})
+    return manifest
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    from vlaeval import __version__
+
+    out = {"python": platform.python_version(), "vlaeval": __version__}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _git_revision() -> dict[str, Any] | None:
+    """The revision of the vlaeval checkout in use, if it is one (editable installs)."""
+    src = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_run_id(suite: str, agent: str) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe_agent = "".join(c if c.isalnum() or c in "-_" else "_" for c in agent)[:40]
+    return f"{stamp}-{suite}-{safe_agent}-{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,1 @@
+"""The pluggy plugin system: hook specifications, plugin loading and lazy registries."""

@@ -1,0 +1,1 @@
+"""Per-episode results, metrics with intervals, reports and the regression gate."""

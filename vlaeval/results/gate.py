@@ -1,0 +1,107 @@
+"""The regression gate: is a run measurably worse than a baseline?
+
+Every metric both runs have (same suite, setting, task) is tested one-sided for "worse"
+(Fisher's exact test for proportions, a bootstrap of the mean difference for means).  With many
+tasks some p-values are small by chance, so p-values are Holm-adjusted across the comparisons by
+default; the gate fails when any adjusted p-value is below ``alpha``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from vlaeval.errors import VlaevalError
+from vlaeval.results.report import MetricResult, build_report, format_estimate
+from vlaeval.results.stats import Estimate, Proportion, holm_adjust, worse_p_value
+
+CORRECTIONS = ("holm", "none")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    suite: str
+    setting: str
+    task: str
+    metric: str
+    baseline: Estimate
+    current: Estimate
+    proportion: bool
+    p_value: float
+    p_adjusted: float
+    regressed: bool
+
+
+@dataclass(frozen=True)
+class GateResult:
+    comparisons: tuple[Comparison, ...]
+    alpha: float
+    correction: str
+    notes: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not any(c.regressed for c in self.comparisons)
+
+    def table(self) -> str:
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            [
+                {
+                    "setting": c.setting,
+                    "task": c.task,
+                    "metric": c.metric,
+                    "baseline": format_estimate(c.baseline, c.proportion),
+                    "current": format_estimate(c.current, c.proportion),
+                    "delta": f"{c.current.value - c.baseline.value:+.3f}",
+                    "p(worse)": f"{c.p_value:.4f}",
+                    "p adj.": f"{c.p_adjusted:.4f}",
+                    "verdict": "WORSE" if c.regressed else "ok",
+                }
+                for c in self.comparisons
+            ]
+        )
+        return frame.to_string(index=False)
+
+    def verdict(self) -> str:
+        worse = [c for c in self.comparisons if c.regressed]
+        how = f"alpha={self.alpha:g}, {'Holm-adjusted' if self.correction == 'holm' else 'unadjusted'} one-sided tests"
+        if worse:
+            names = ", ".join(f"{c.metric}[{c.task}]" if c.task != "*" else c.metric for c in worse)
+            return f"gate: FAIL: {len(worse)} of {len(self.comparisons)} metrics significantly worse than the baseline ({how}): {names}"
+        return f"gate: PASS: none of {len(self.comparisons)} metrics is significantly worse than the baseline ({how})"
+
+
+def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], *, alpha: float = 0.05, correction: str = "holm") -> GateResult:
+    """Compare a run with a baseline run directory (e.g. one committed under ``results/``)."""
+    if not 0 < alpha < 1:
+        raise VlaevalError(f"--alpha must be between 0 and 1, not {alpha}")
+    if correction not in CORRECTIONS:
+        raise VlaevalError(f"--correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
+    base = {m.key: m for m in build_report([baseline]).metrics}
+    cur = {m.key: m for m in build_report([run_dir]).metrics}
+    _check_versions(base, cur)
+    common = [k for k in base if k in cur]
+    notes = tuple(f"only in baseline: {k[3]}[{k[2]}] ({k[1]})" for k in base if k not in cur)
+    if not common:
+        raise VlaevalError("the run and the baseline share no metric (different suites or settings?); nothing to gate")
+    p_values = [worse_p_value(cur[k].sample, base[k].sample, higher_is_better=base[k].higher_is_better) for k in common]
+    adjusted = holm_adjust(p_values) if correction == "holm" else p_values
+    comparisons = tuple(
+        Comparison(k[0], k[1], k[2], k[3], base[k].estimate, cur[k].estimate, isinstance(base[k].sample, Proportion), p, q, q < alpha)
+        for k, p, q in zip(common, p_values, adjusted)
+    )
+    return GateResult(comparisons, alpha, correction, notes)
+
+
+def _check_versions(base: dict[Any, MetricResult], cur: dict[Any, MetricResult]) -> None:
+    versions = {(m.suite, m.suite_version) for m in base.values()}
+    for m in cur.values():
+        for suite, version in versions:
+            if m.suite == suite and m.suite_version != version:
+                raise VlaevalError(
+                    f"suite {suite!r} changed version ({version} in the baseline, {m.suite_version} in the run); "
+                    f"results are not comparable: record a new baseline with this version"
+                )

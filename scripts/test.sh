@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up and run the test suite (what CI runs through .ci/run):
+#   scripts/test.sh [pytest args]     e.g. scripts/test.sh -m slow
+# The default run skips tests marked slow or gpu (they report why they were skipped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${VLAEVAL_VENV:-.venv}"
+
+bash scripts/setup.sh dev,agents,onnx,remote
+# The third-party test plugin is a real distribution, installed like any user plugin.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e tests/plugins/vlaeval-toy
+
+args=("$@")
+[ ${#args[@]} -eq 0 ] && args=(-m "not slow and not gpu")
+set +e
+"$venv/bin/python" -m pytest "${args[@]}"
+status=$?
+set -e
+[ $status -eq 5 ] && { echo "test: no tests were collected"; exit 1; }
+exit $status

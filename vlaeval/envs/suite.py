@@ -150,6 +150,8 @@ class Suite:
         """Create the environment for a setting through ``gymnasium.make``."""
         import gymnasium
 
+        import vlaeval.envs.registration  # noqa: F401  (registers the vlaeval/* ids)
+
         s = self.spec.setting(setting)
         return gymnasium.make(self.spec.env_ids[0], **self.env_kwargs(s, agent, action_type))
 

@@ -77,11 +77,13 @@ def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Finish an interrupted run directory.")
 @click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
 @click.option("--checkpoint", type=click.Path(), help="Agent checkpoint (shorthand for --agent-opt checkpoint=PATH).")
+@click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tensorrt"]),
+              help="Inference runtime for agents that have several (shorthand for --agent-opt runtime=NAME).")
 @click.option("--step-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds one agent call may take (0 = unlimited).")
 @click.option("--run-id", help="Name of the run directory (default: time, suite and agent).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def run(agent: str | None, suite: str | None, setting: str | None, episodes: int | None, seed: int | None, workers: int,
-        out: str, resume: str | None, agent_opts: tuple[str, ...], checkpoint: str | None, step_timeout: float,
+        out: str, resume: str | None, agent_opts: tuple[str, ...], checkpoint: str | None, runtime: str | None, step_timeout: float,
         run_id: str | None, no_progress: bool) -> None:
     """Evaluate an agent on a suite; results go to a run directory."""
     from vlaeval.evaluators.runner import evaluate
@@ -89,8 +91,7 @@ def run(agent: str | None, suite: str | None, setting: str | None, episodes: int
     if agent is None and resume is None:
         raise click.UsageError("pass --agent (see `vlaeval agents`) or --resume RUN_DIR")
     options = _parse_options(agent_opts)
-    if checkpoint:
-        options["checkpoint"] = checkpoint
+    options.update({k: v for k, v in (("checkpoint", checkpoint), ("runtime", runtime)) if v})
     result = evaluate(agent, suite, setting=setting, episodes=episodes, seed=seed, workers=workers, out=out, resume=resume,
                       agent_options=options, step_timeout=step_timeout, progress=not no_progress, run_id=run_id)
     summary = ", ".join(f"{k}={v:.3f}" if k != "episodes" else f"{k}={int(v)}" for k, v in result.summary().items())
@@ -155,6 +156,48 @@ def gate(run_dir: str, baseline: str, alpha: float, correction: str) -> None:
 
 
 @cli.command()
+@click.option("--agent", "-a", required=True, help="Registered agent name (e.g. kosmos-lstm-tiny).")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False), help="Checkpoint to export (default: the preset's weights).")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tensorrt"]), default="onnx", show_default=True)
+@click.option("--fp16", is_flag=True, help="TensorRT: allow half-precision kernels.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Directory for the exported agent.")
+def export(agent: str, checkpoint: str | None, fmt: str, fp16: bool, out: str) -> None:
+    """Export an agent's network for ONNX Runtime or TensorRT; run it with --agent OUT."""
+    from vlaeval.agents.resolve import make_agent
+
+    instance = make_agent(agent, {"runtime": "torch", **({"checkpoint": checkpoint} if checkpoint else {})})
+    if not callable(getattr(instance, "export", None)):
+        raise VlaevalError(f"agent {agent!r} ({type(instance).__name__}) has no export(); only agents with a network can be exported")
+    try:
+        files = instance.export(out, fmt, fp16=fp16)
+    finally:
+        instance.close()
+    for path in files:
+        click.echo(f"wrote {path}")
+    click.echo(f"run it: vlaeval run --agent {out} --runtime {fmt} --suite calvin")
+
+
+@cli.command()
+@click.option("--agent", "-a", required=True, help="Registered agent name or agent URI to serve.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; the protocol has no authentication.")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
+@click.option("--checkpoint", type=click.Path(), help="Agent checkpoint (shorthand for --agent-opt checkpoint=PATH).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True, help="Largest batch of requests per forward pass.")
+def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpoint: str | None, max_batch: int) -> None:
+    """Serve an agent over a websocket (msgpack-numpy, openpi-compatible); evaluate it as ws://HOST:PORT."""
+    from vlaeval.agents.remote.server import serve as serve_agent
+    from vlaeval.agents.resolve import make_agent
+
+    options = _parse_options(agent_opts)
+    if checkpoint:
+        options["checkpoint"] = checkpoint
+    make_agent(agent, options).close()  # fail now, not at the first connection, on a bad name or option
+    click.echo(f"serving {agent} on ws://{host}:{port} (health: http://{host}:{port}/healthz); Ctrl-C stops", err=True)
+    serve_agent(lambda: make_agent(agent, options), host=host, port=port, max_batch=max_batch)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """Installed plugins: name, version and the hooks each implements."""
@@ -213,6 +256,7 @@ for _kind, _help in (
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one line and exit 2 instead of a traceback."""
+    _log_to_stderr()
     try:
         cli.main(args=argv, prog_name="vlaeval", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -228,3 +272,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _log_to_stderr() -> None:
+    """Show vlaeval's INFO messages (e.g. which runtime an agent chose, and why) on stderr."""
+    import logging
+
+    logger = logging.getLogger("vlaeval")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

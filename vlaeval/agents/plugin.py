@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from vlaeval.plugins.hookspecs import hookimpl
@@ -11,14 +12,37 @@ from vlaeval.plugins.hookspecs import hookimpl
 def vlaeval_register_agents(register: Callable[..., None]) -> None:
     register("random", "vlaeval.agents.random:RandomAgent", description="uniform samples of the suite's action space (seeded)")
     register("expert", "vlaeval.agents.expert.agent:CalvinExpert", description="scripted CALVIN expert reading the simulator state (privileged)")
+    register("kosmos-lstm", "vlaeval.agents.kosmos.agent:kosmos_lstm",
+             description="RoboVLMs-style VLA: pretrained Kosmos-2 backbone + LSTM policy head (torch/ONNX/TensorRT)")
+    register("kosmos-lstm-tiny", "vlaeval.agents.kosmos.agent:kosmos_lstm_tiny",
+             description="the kosmos-lstm architecture, tiny and randomly initialised: trains and runs on a CPU")
 
 
 @hookimpl(trylast=True)
 def vlaeval_resolve_agent(uri: str, options: dict[str, Any]) -> Any:
-    """``package.module:AgentClass`` builds an unregistered agent class straight from its import path."""
+    """Built-in agent references beyond registered names.
+
+    * ``ws://host:port``: a policy served with ``vlaeval serve`` (or any server of that protocol);
+    * ``package.module:AgentClass``: an unregistered agent class, straight from its import path;
+    * a checkpoint or exported-agent directory (``vlaeval export`` output): the agent it holds.
+    """
+    from vlaeval.agents.remote import resolve_uri
+    from vlaeval.agents.resolve import construct
+
+    remote = resolve_uri(uri, options)
+    if remote is not None:
+        return remote
+
+    if Path(uri).is_dir() and (Path(uri) / "config.json").is_file():
+        from vlaeval.agents.checkpoint import ARCHITECTURE, read_manifest
+
+        if read_manifest(uri).get("architecture") == ARCHITECTURE:
+            from vlaeval.agents.kosmos.agent import KosmosLSTMAgent
+
+            return construct(KosmosLSTMAgent, {"checkpoint": uri, **options}, f"agent checkpoint {uri!r}")
+        return None
     if "://" in uri or ":" not in uri:
         return None
-    from vlaeval.agents.resolve import construct
     from vlaeval.plugins.registry import import_target
 
     return construct(import_target(uri, what="agent"), options, f"agent {uri!r}")

@@ -1,0 +1,36 @@
+"""Remote agents: serve any vlaeval agent over a websocket and evaluate it as ``ws://host:port``.
+
+Serving keeps a policy's heavy, conflicting dependencies (JAX, a CUDA build, a model repository)
+in their own environment or machine while the harness and simulators run elsewhere; the wire
+format is openpi's msgpack-numpy convention.  This module stays import-light because
+:func:`resolve_uri` is consulted for every agent reference that is not a registered name; the
+``websockets`` dependency (extra ``vlaeval[remote]``) is imported only for ``ws://`` URIs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlaeval.agents.remote.client import RemoteAgent
+
+__all__ = ["resolve_uri"]
+
+
+def resolve_uri(uri: str, options: dict[str, Any]) -> RemoteAgent | None:
+    """Connect to the agent served at a ``ws://`` or ``wss://`` URI; None for any other reference.
+
+    ``options`` are the agent options (``--agent-opt``), i.e. the client's timeouts and retries.
+    """
+    if not uri.lower().startswith(("ws://", "wss://")):
+        return None
+    from vlaeval.errors import VlaevalError
+
+    try:
+        from vlaeval.agents.remote.client import RemoteAgent, RemoteAgentError
+    except ImportError as exc:
+        raise VlaevalError(f"evaluating {uri} needs the remote extra: pip install 'vlaeval[remote]'") from exc
+    try:
+        return RemoteAgent.from_uri(uri, **options)
+    except (RemoteAgentError, ValueError) as exc:  # unreachable server, bad option: the user's to fix
+        raise VlaevalError(str(exc)) from exc

@@ -122,6 +122,28 @@ def episodes(suite: str, setting: str | None, seed: int | None, episodes: int | 
             click.echo(f"{ep.index:5d}  seed={ep.seed:<11d} {' -> '.join(ep.tasks)}")
 
 
+class _TrainGroup(click.Group):
+    """``vlaeval train NAME``: one sub-command per registered trainer, imported only when run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from vlaeval.plugins.manager import registries
+
+        return [e.name for e in registries().trainer]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from vlaeval.plugins.manager import registries
+
+        command = registries().trainer.get(name).load()
+        if not isinstance(command, click.Command):
+            raise VlaevalError(f"trainer {name!r} must register a click command, not {type(command).__name__}")
+        return command
+
+
+@cli.group(cls=_TrainGroup)
+def train() -> None:
+    """Train agents (registered trainers; see `vlaeval trainers`)."""
+
+
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", default="table", show_default=True, help="A registered reporter: table, markdown, csv, json, html, ...")

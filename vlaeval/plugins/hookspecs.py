@@ -59,8 +59,8 @@ def vlaeval_register_reporters(register: Callable[..., None]) -> None:
 def vlaeval_register_trainers(register: Callable[..., None]) -> None:
     """Register trainers: ``register(name, target, *, description="")``.
 
-    ``target`` is a ``"module:attr"`` callable run by ``vlaeval train NAME`` that writes agent
-    checkpoints.
+    ``target`` is a ``"module:attr"`` ``click.Command`` run as ``vlaeval train NAME [OPTIONS]``;
+    trainers write agent checkpoints.
     """
 
 

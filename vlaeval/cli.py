@@ -72,7 +72,7 @@ def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 @click.option("--setting", help="Generalization setting (default: the suite's first).")
 @click.option("--episodes", "-n", type=click.IntRange(min=1), help="Evaluate the first N episodes (default: all).")
 @click.option("--seed", type=int, help="Base seed (default: the suite protocol's).")
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Local worker processes.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes (or Ray tasks with --executor ray); results do not depend on it.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="runs", show_default=True, help="Parent folder of run directories.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Finish an interrupted run directory.")
 @click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
@@ -82,9 +82,16 @@ def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 @click.option("--step-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds one agent call may take (0 = unlimited).")
 @click.option("--run-id", help="Name of the run directory (default: time, suite and agent).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--envs-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Environments each worker steps in lock-step, with one batched agent call per step (act_batch).")
+@click.option("--env-mode", type=click.Choice(["auto", "sync", "async"]), default="auto", show_default=True,
+              help="With --envs-per-worker > 1: envs in the worker process (sync) or one subprocess each (async).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes on this machine; ray: Ray tasks (pip install 'vlaeval[ray]').")
+@click.option("--address", metavar="auto|HOST:PORT", help="Ray cluster to join with --executor ray (default: a new local instance).")
 def run(agent: str | None, suite: str | None, setting: str | None, episodes: int | None, seed: int | None, workers: int,
         out: str, resume: str | None, agent_opts: tuple[str, ...], checkpoint: str | None, runtime: str | None, step_timeout: float,
-        run_id: str | None, no_progress: bool) -> None:
+        run_id: str | None, no_progress: bool, envs_per_worker: int, env_mode: str, executor: str, address: str | None) -> None:
     """Evaluate an agent on a suite; results go to a run directory."""
     from vlaeval.evaluators.runner import evaluate
 
@@ -93,7 +100,8 @@ def run(agent: str | None, suite: str | None, setting: str | None, episodes: int
     options = _parse_options(agent_opts)
     options.update({k: v for k, v in (("checkpoint", checkpoint), ("runtime", runtime)) if v})
     result = evaluate(agent, suite, setting=setting, episodes=episodes, seed=seed, workers=workers, out=out, resume=resume,
-                      agent_options=options, step_timeout=step_timeout, progress=not no_progress, run_id=run_id)
+                      agent_options=options, step_timeout=step_timeout, progress=not no_progress, run_id=run_id,
+                      envs_per_worker=envs_per_worker, executor=executor, address=address, env_mode=env_mode)
     summary = ", ".join(f"{k}={v:.3f}" if k != "episodes" else f"{k}={int(v)}" for k, v in result.summary().items())
     errors = int(result.results.groupby("episode")["error"].apply(lambda e: e.notna().any()).sum()) if not result.results.empty else 0
     click.echo(f"{result.run_dir}: {summary}" + (f" ({errors} episodes errored: see the error column)" if errors else ""))

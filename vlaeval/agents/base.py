@@ -3,6 +3,15 @@
 An agent is constructed once per worker and reused across episodes, so anything per-episode
 (history windows, action-chunk queues, recurrent state) must be cleared in :meth:`Agent.reset`,
 which the runner calls at the start of every episode and of every chained subtask.
+
+Batched agents (``--envs-per-worker N``): the runner steps N environments in lock-step and, for
+an agent that overrides :meth:`Agent.act_batch` *and* implements :meth:`Agent.reset_slot`, calls
+``act_batch`` once per step for all N, with environment ``i`` always in batch slot ``i``.  The
+environments start episodes and subtasks at different times, so instead of :meth:`Agent.reset`
+the runner then calls ``reset_slot(i)`` (and ``seed_slot(i, seed)`` at each episode start); the
+batch always has N entries (a slot whose environment has no episode left gets a stand-in
+observation and its action is ignored).  Any other agent is stepped one environment at a time,
+with one instance per environment.  See :func:`is_batched`.
 """
 
 from __future__ import annotations
@@ -69,9 +78,43 @@ class Agent:
         """Actions for many environments at once (stacked on axis 0).
 
         The default loops over :meth:`act`; batched models override it to run one forward pass.
-        Agents that override it keep one state per batch slot.
+        Agents that override it keep one state per batch slot, and implement :meth:`reset_slot`
+        so the runner can batch them.
         """
         return np.stack([self.act(o, i) for o, i in zip(observations, instructions)])
 
+    def reset_slot(self, slot: int) -> None:
+        """Clear the state of batch slot ``slot`` only (optional; batched agents).
+
+        Called instead of :meth:`reset` when the environment in that slot starts an episode or a
+        chained subtask while the other slots go on.  Agents without it are not batched.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no per-slot state")
+
+    def seed_slot(self, slot: int, seed: int) -> None:
+        """Seed the randomness of batch slot ``slot`` (optional; stochastic batched agents).
+
+        Called instead of :meth:`seed` at each episode start in batched runs.  An agent that
+        overrides :meth:`seed` but not this is not batched, so its results never depend on
+        batching; deterministic batched agents need neither.
+        """
+
     def close(self) -> None:
         """Release resources (sessions, sockets, subprocesses)."""
+
+
+def is_batched(agent: Any) -> bool:
+    """Whether the runner may serve several environments with one batched ``act_batch`` call.
+
+    True when the agent overrides ``act_batch`` and implements ``reset_slot`` (and, if it
+    overrides ``seed``, also ``seed_slot``).  Works for duck-typed agents too.
+    """
+    cls = type(agent)
+
+    def own(name: str) -> bool:
+        attr = getattr(cls, name, None)
+        return callable(attr) and attr is not getattr(Agent, name, None)
+
+    if not (own("act_batch") and own("reset_slot")):
+        return False
+    return own("seed_slot") or not own("seed")

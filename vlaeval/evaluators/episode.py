@@ -50,22 +50,7 @@ def run_episode(env: Any, agent: Any, episode: EpisodeSpec, ctx: EpisodeContext)
     rows: list[dict[str, Any]] = []
 
     def row(position: int, success: bool, steps: int, started: float, error: str | None) -> dict[str, Any]:
-        return {
-            "run_id": ctx.run_id,
-            "agent": ctx.agent,
-            "suite": ctx.suite,
-            "suite_version": ctx.suite_version,
-            "setting": ctx.setting,
-            "task": episode.tasks[position],
-            "episode": episode.index,
-            "position": position + 1,
-            "seed": episode.seed,
-            "success": success,
-            "steps": steps,
-            "wall_time": round(time.perf_counter() - started, 4),
-            "error": error,
-            "instruction": episode.instructions[position],
-        }
+        return make_row(ctx, episode, position, success, steps, started, error)
 
     started = time.perf_counter()
     try:
@@ -114,6 +99,27 @@ def run_episode(env: Any, agent: Any, episode: EpisodeSpec, ctx: EpisodeContext)
     return EpisodeRecord(episode.index, episode.seed, tuple(rows))
 
 
+def make_row(ctx: EpisodeContext, episode: EpisodeSpec, position: int, success: bool, steps: int, started: float,
+             error: str | None) -> dict[str, Any]:
+    """One tidy row: the result of subtask ``position`` (0-based) of ``episode``."""
+    return {
+        "run_id": ctx.run_id,
+        "agent": ctx.agent,
+        "suite": ctx.suite,
+        "suite_version": ctx.suite_version,
+        "setting": ctx.setting,
+        "task": episode.tasks[position],
+        "episode": episode.index,
+        "position": position + 1,
+        "seed": episode.seed,
+        "success": success,
+        "steps": steps,
+        "wall_time": round(time.perf_counter() - started, 4),
+        "error": error,
+        "instruction": episode.instructions[position],
+    }
+
+
 def _check_action(action: Any, shape: tuple[int, ...] | None) -> np.ndarray:
     try:
         arr = np.asarray(action, dtype=np.float64)
@@ -140,16 +146,26 @@ def _describe(exc: BaseException) -> str:
 def _deadline(seconds: float, what: str) -> Iterator[None]:
     """Raise :class:`StepTimeout` if the block runs longer than ``seconds``.
 
-    Uses SIGALRM, which interrupts Python code (and blocking calls that return to the
-    interpreter).  It only works in a process's main thread, which is where workers run episodes;
-    elsewhere (or with ``seconds <= 0``) the block runs unguarded.
+    In a process's main thread (local workers, Ray tasks and synchronous Ray actors) this uses
+    SIGALRM, which interrupts Python code and blocking calls that return to the interpreter.
+    SIGALRM cannot be used from any other thread (threaded Ray actors, an ``evaluate`` call made
+    from a thread), so there a watchdog thread takes over: when the time is up it raises
+    :class:`StepTimeout` inside the guarded thread (``PyThreadState_SetAsyncExc``), which takes
+    effect at the next Python bytecode; a call stuck inside C code is therefore failed as soon
+    as it returns, and even a call that swallowed the exception still fails the episode.
+    ``seconds <= 0`` runs the block unguarded.
     """
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+    if seconds <= 0:
         yield
+        return
+    message = f"{what} did not return within the {seconds:g} s step timeout (--step-timeout)"
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        with _watchdog(seconds, message):
+            yield
         return
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise StepTimeout(f"{what} did not return within the {seconds:g} s step timeout (--step-timeout)")
+        raise StepTimeout(message)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -158,3 +174,40 @@ def _deadline(seconds: float, what: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _watchdog(seconds: float, message: str) -> Iterator[None]:
+    """The thread-safe deadline: a timer thread flags the guarded thread and interrupts it."""
+    import ctypes
+
+    target = threading.get_ident()
+    state = {"fired": False, "done": False}
+    lock = threading.Lock()
+
+    def fire() -> None:
+        with lock:
+            if state["done"]:
+                return
+            state["fired"] = True
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(StepTimeout))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except StepTimeout:
+        raise StepTimeout(message) from None
+    finally:
+        try:
+            with lock:
+                state["done"] = True
+                timer.cancel()
+                if state["fired"]:
+                    # Clear an exception still pending (the block ended before it was delivered).
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+        except StepTimeout:
+            pass  # delivered just after the block ended: reported below with its message
+    if state["fired"]:
+        raise StepTimeout(message)

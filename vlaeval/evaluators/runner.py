@@ -1,9 +1,14 @@
 """Running an evaluation: resolve, shard, execute, store, resume.
 
 Episodes are fully determined up front (:meth:`Suite.episodes`), each with its own seed, and the
-agent is re-seeded and reset at every episode; so sharding them round-robin over W worker
-processes, each with its own env and agent, gives the same results as W = 1.  Every finished
-episode is stored durably before the next is counted, which is what makes ``--resume`` exact.
+agent is re-seeded and reset at every episode; so an episode's result depends only on its spec,
+never on which worker plays it or what that worker played before.  Sharding them round-robin
+over W workers (local processes, or Ray tasks with ``executor="ray"``), each with its own
+environments and agent, therefore gives the same results as W = 1, and so does playing N
+episodes at once in lock-step environments with batched inference (``envs_per_worker``; see
+:mod:`vlaeval.evaluators.batched`).  The driver is the only writer: every finished episode is
+stored durably (and deduplicated by index) before the next is counted, which is what makes
+``--resume`` and the Ray executor's retries of lost shards exact.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from vlaeval.agents.base import AgentContext
+from vlaeval.agents.base import AgentContext, is_batched
 from vlaeval.agents.resolve import agent_spec_of, make_agent
 from vlaeval.conventions import AgentSpec, ConventionError, negotiate
 from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec
@@ -94,6 +99,8 @@ class _Job:
     episodes: tuple[EpisodeSpec, ...]
     agent: Any = None  # an agent instance built (or given) in the main process, else built by the worker
     owns_agent: bool = True  # close the agent when the shard ends (not for instances the caller passed in)
+    envs_per_worker: int = 1  # lock-step environments in this worker (1 = the sequential loop)
+    env_mode: str = "auto"  # where those environments run: auto, sync (this process) or async (subprocesses)
 
 
 def evaluate(
@@ -110,6 +117,10 @@ def evaluate(
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
     progress: bool = True,
     run_id: str | None = None,
+    envs_per_worker: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    env_mode: str = "auto",
 ) -> RunResult:
     """Evaluate an agent on a suite and return the per-episode results.
 
@@ -127,11 +138,33 @@ def evaluate(
         step_timeout: seconds one agent call may take before the episode fails (0 = no limit).
         progress: show a progress bar.
         run_id: name of the run directory (default: timestamp, suite and agent).
+        envs_per_worker: environments each worker steps in lock-step, with one batched agent call
+            per step for agents that support it (:func:`vlaeval.agents.base.is_batched`) and one
+            agent instance per environment otherwise; results do not depend on it.
+        executor: ``local`` (worker processes on this machine) or ``ray`` (Ray tasks; needs the
+            ``ray`` extra).  Results do not depend on it.
+        address: Ray cluster to join (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``); default: the
+            Ray instance already initialised in this process, else a new local one.
+        env_mode: with ``envs_per_worker > 1``, run the environments in this process (``sync``)
+            or one subprocess each (``async``); ``auto`` picks async unless the agent is
+            privileged (reads the simulator).
     """
     from vlaeval.plugins.manager import plugin_manager, registries
 
     if workers < 1:
         raise VlaevalError(f"--workers must be at least 1, not {workers}")
+    if envs_per_worker < 1:
+        raise VlaevalError(f"--envs-per-worker must be at least 1, not {envs_per_worker}")
+    if executor not in ("local", "ray"):
+        raise VlaevalError(f"--executor must be local or ray, not {executor!r}")
+    if env_mode not in ("auto", "sync", "async"):
+        raise VlaevalError(f"--env-mode must be auto, sync or async, not {env_mode!r}")
+    if address is not None and executor != "ray":
+        raise VlaevalError("--address is the Ray cluster to use: pass it with --executor ray")
+    if executor == "ray":
+        from vlaeval.evaluators.ray_executor import import_ray
+
+        import_ray(address)  # fail at once when ray is missing
     if step_timeout < 0:
         raise VlaevalError(f"--step-timeout must be >= 0 seconds, not {step_timeout}")
     instance = None if isinstance(agent, str) else agent
@@ -164,9 +197,14 @@ def evaluate(
             raise VlaevalError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --out")
 
     owns_agent = instance is None
-    if instance is None and workers == 1:
+    if instance is None and workers == 1 and executor == "local":
         instance = make_agent(config.agent, config.agent_options)
     _preflight(instance, config, spec)
+    ray_session = None
+    if executor == "ray":
+        from vlaeval.evaluators.ray_executor import RaySession
+
+        ray_session = RaySession(address)  # join (or start) Ray before a run directory exists
     suite_impl = _load_suite(spec)
     all_episodes = list(suite_impl.episodes(config.setting, config.seed))[: config.episodes]
     store = ResultStore(run_dir)
@@ -174,6 +212,7 @@ def evaluate(
     pending = tuple(e for e in all_episodes if e.index not in done)
 
     manifest = _start_manifest(manifest, run_id, config, spec, workers, len(pending))
+    manifest["sessions"][-1].update({"envs_per_worker": envs_per_worker, "executor": executor})
     write_manifest(run_dir, manifest)
     info = RunInfo(run_id, run_dir, config, spec, len(all_episodes), len(pending))
     hooks = plugin_manager().hook
@@ -181,14 +220,31 @@ def evaluate(
 
     bar = None
     tally = _Tally(chained=spec.protocol.chain_length > 1, records=list(done.values()))
+    stored = set(done)
     status = "interrupted"
+    jobs = _jobs(run_id, config, pending, workers, instance, owns_agent, envs_per_worker, env_mode)
+    if executor == "ray":
+        from vlaeval.evaluators.ray_executor import execute_ray
+
+        events = execute_ray(jobs, ray_session)
+    else:
+        events = _execute(jobs)
     try:
-        for kind, payload in _execute(run_id, config, pending, workers, instance, owns_agent):
+        for kind, payload in events:
             if kind == "ready":
                 manifest.setdefault("agent", payload)
                 write_manifest(run_dir, manifest)
-                bar = _progress_bar(len(all_episodes), len(done), spec, enabled=progress)
+                if bar is None:
+                    bar = _progress_bar(len(all_episodes), len(done), spec, enabled=progress)
                 continue
+            if kind == "retry":
+                manifest["sessions"][-1].setdefault("retries", []).append(payload)
+                write_manifest(run_dir, manifest)
+                print(f"warning: {payload}", file=sys.stderr)
+                continue
+            if payload.episode in stored:  # single writer: a retried shard never duplicates a row
+                continue
+            stored.add(payload.episode)
             store.append(payload)
             hooks.vlaeval_episode_finished(run=info, record=payload)
             tally.add(payload)
@@ -200,6 +256,9 @@ def evaluate(
         status = "failed"
         raise
     finally:
+        events.close()  # stop workers / cancel Ray tasks now, not when the generator is collected
+        if ray_session is not None:
+            ray_session.close()
         if bar is not None:
             bar.close()
         manifest["status"] = status
@@ -217,14 +276,18 @@ def evaluate(
     return RunResult(run_id, run_dir, results, spec.protocol.chain_length)
 
 
-def _execute(
-    run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], workers: int, instance: Any, owns_agent: bool
-) -> Iterator[tuple[str, Any]]:
-    """Yield ``("ready", agent_info)`` then ``("record", EpisodeRecord)`` events from the shards."""
-    if not pending:
-        return
+def _jobs(run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], workers: int, instance: Any, owns_agent: bool,
+          envs_per_worker: int = 1, env_mode: str = "auto") -> list[_Job]:
+    """The shards: pending episodes dealt round-robin over at most ``workers`` jobs."""
     workers = min(workers, len(pending))
-    jobs = [_Job(w, run_id, config, tuple(pending[w::workers]), instance, owns_agent) for w in range(workers)]
+    return [_Job(w, run_id, config, tuple(pending[w::workers]), instance, owns_agent, envs_per_worker, env_mode) for w in range(workers)]
+
+
+def _execute(jobs: Sequence[_Job]) -> Iterator[tuple[str, Any]]:
+    """Yield ``("ready", agent_info)`` then ``("record", EpisodeRecord)`` events from the shards."""
+    if not jobs:
+        return
+    workers = len(jobs)
     if workers == 1:
         yield from _run_shard(jobs[0])
         return
@@ -282,6 +345,10 @@ def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
     """Build one env and one agent, then play this shard's episodes in order."""
     from vlaeval.plugins.manager import registries
 
+    if job.envs_per_worker > 1 and len(job.episodes) > 1:
+        yield from _run_shard_batched(job)
+        return
+
     config = job.config
     spec: SuiteSpec = registries().suite.get(config.suite).spec
     suite_impl = _load_suite(spec)
@@ -317,6 +384,79 @@ def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
         env.close()
         if job.owns_agent and callable(getattr(agent, "close", None)):
             agent.close()
+
+
+def _run_shard_batched(job: _Job) -> Iterator[tuple[str, Any]]:
+    """Build ``envs_per_worker`` envs and a batched agent (or one agent per env), play the shard in lock-step."""
+    import copy
+
+    from vlaeval.evaluators.batched import run_batched
+    from vlaeval.evaluators.envpool import make_pool, resolve_mode
+    from vlaeval.plugins.manager import registries
+
+    config = job.config
+    spec: SuiteSpec = registries().suite.get(config.suite).spec
+    suite_impl = _load_suite(spec)
+    n = min(job.envs_per_worker, len(job.episodes))
+    first = job.agent if job.agent is not None else make_agent(config.agent, config.agent_options)
+    agents = [first]
+    owned = [first] if job.owns_agent else []
+    pool = None
+    try:
+        agent_spec = agent_spec_of(first)
+        action_type = _negotiate(agent_spec, config, spec)
+        batched = is_batched(first)
+        mode = resolve_mode(job.env_mode, n, agent_spec)
+
+        def make_env() -> Any:
+            try:
+                return suite_impl.make_env(config.setting, agent_spec, action_type)
+            except VlaevalError:
+                raise
+            except Exception as exc:
+                raise VlaevalError(f"suite {spec.name!r} cannot start its environment: {type(exc).__name__}: {exc}") from exc
+
+        pool = make_pool(mode, n, suite=spec.name, setting=config.setting, agent_spec=agent_spec, action_type=action_type, make_env=make_env)
+        if not batched:
+            for _ in range(n - 1):  # one state per env: an instance each
+                if job.agent is None:
+                    extra = make_agent(config.agent, config.agent_options)
+                else:
+                    try:
+                        extra = copy.deepcopy(job.agent)
+                    except Exception as exc:
+                        raise VlaevalError(
+                            f"{type(job.agent).__name__} has no act_batch()/reset_slot() and cannot be copied for "
+                            f"{n} environments ({type(exc).__name__}: {exc}); pass the agent by name or use --envs-per-worker 1"
+                        ) from exc
+                agents.append(extra)
+                owned.append(extra)
+        for slot, agent in enumerate(agents):
+            bind = getattr(agent, "bind", None)
+            if callable(bind):
+                bind(
+                    AgentContext(
+                        suite=spec.name,
+                        setting=config.setting,
+                        action_type=action_type,
+                        action_space=pool.action_space,
+                        observation_space=pool.observation_space,
+                        env=None if batched else pool.unwrapped(slot),
+                        options=dict(config.agent_options),
+                    )
+                )
+        yield "ready", {"name": config.agent, "class": f"{type(first).__module__}.{type(first).__qualname__}",
+                        "spec": dataclasses.asdict(agent_spec), "action_type": action_type,
+                        "batched": batched, "envs_per_worker": n, "env_mode": mode}
+        ctx = EpisodeContext(job.run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
+        for record in run_batched(pool, agents, job.episodes, ctx, batched=batched):
+            yield "record", record
+    finally:
+        if pool is not None:
+            pool.close()
+        for agent in owned:
+            if callable(getattr(agent, "close", None)):
+                agent.close()
 
 
 def _negotiate(agent_spec: Any, config: RunConfig, spec: SuiteSpec) -> str:

@@ -122,6 +122,14 @@ class KosmosLSTMAgent(Agent):
         self._history_mask: np.ndarray | None = None
         self._queues: list[collections.deque[np.ndarray]] = []
 
+    def reset_slot(self, slot: int) -> None:
+        """Empty the feature window and action queue of batch slot ``slot`` only (batched runs)."""
+        if self._history is not None:
+            self._history, self._history_mask = np.array(self._history), np.array(self._history_mask)  # runtime outputs may be read-only
+            self._history[slot] = 0.0
+            self._history_mask[slot] = 0.0
+            self._queues[slot].clear()
+
     def act(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
         return self.act_batch([observation], [instruction])[0]
 

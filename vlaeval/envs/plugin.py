@@ -10,5 +10,7 @@ from vlaeval.plugins.hookspecs import hookimpl
 @hookimpl
 def vlaeval_register_suites(register: Callable[..., None]) -> None:
     from vlaeval.envs.calvin.spec import CALVIN_SPEC
+    from vlaeval.envs.simpler.spec import SIMPLER_SPEC
 
     register(CALVIN_SPEC)
+    register(SIMPLER_SPEC)

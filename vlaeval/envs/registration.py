@@ -12,6 +12,7 @@ import gymnasium
 #: Gymnasium id -> lazy entry point of every built-in environment.
 ENTRY_POINTS: dict[str, str] = {
     "vlaeval/Calvin-v0": "vlaeval.envs.calvin.env:CalvinEnv",
+    "vlaeval/Simpler-v0": "vlaeval.envs.simpler.env:SimplerEnv",
 }
 
 for _env_id, _entry_point in ENTRY_POINTS.items():

@@ -27,6 +27,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "vlaeval.agents.plugin",
     "vlaeval.envs.plugin",
     "vlaeval.results.plugin",
+    "vlaeval.training.plugin",
 )
 
 ENTRY_POINT_GROUP = "vlaeval"

@@ -11,14 +11,14 @@ venv="${VLAEVAL_VENV:-.venv}"
 python="${PYTHON:-python3}"
 pip_quiet=(--quiet --disable-pip-version-check)
 
-apt_install() {  # apt packages, only when missing (root on CI; sudo elsewhere)
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: apt-get install ${missing[*]}"
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+apt_install() {  # apt_install [-t SUITE] PACKAGE...  (root on CI; sudo elsewhere)
+  local release=()
+  [ "${1:-}" = "-t" ] && { release=(-t "$2"); shift 2; }
+  echo "setup: apt-get install ${release[*]} $*"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${release[@]}" "$@" >/dev/null
 }
 
 # PyBullet's wheel is self-contained; the venv module and a compiler cover source builds.
@@ -27,7 +27,19 @@ apt_install() {  # apt packages, only when missing (root on CI; sudo elsewhere)
 "$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade pip setuptools wheel
 
 case ",$extras," in
-  *,agents,*|*,train,*|*,torch,*|*,all,*)
+  *,simpler,*)
+    # SAPIEN renders through Vulkan; without a GPU driver that is Mesa's lavapipe, which must be
+    # >= 24.3 (bookworm has 22.x, bookworm-backports 25.x).
+    if [ ! -e /usr/share/vulkan/icd.d/nvidia_icd.json ] && ! dpkg --compare-versions "$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo 0)" ge 24.3; then
+      if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $sudo tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+      fi
+      apt_install -t bookworm-backports mesa-vulkan-drivers
+    fi ;;
+esac
+
+case ",$extras," in
+  *,agents,*|*,train,*|*,torch,*|*,simpler,*)
     "$venv/bin/python" -c "import torch" 2>/dev/null || "$venv/bin/python" -m pip install "${pip_quiet[@]}" "torch==2.13.0" ;;
 esac
 

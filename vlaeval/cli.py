@@ -156,7 +156,9 @@ def train() -> None:
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", default="table", show_default=True, help="A registered reporter: table, markdown, csv, json, html, ...")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of printing.")
-def report(run_dirs: tuple[str, ...], fmt: str, out: str | None) -> None:
+@click.option("--real", type=click.Path(exists=True, dir_okay=False),
+              help="CSV of real-world success rates (agent,task,success): add Pearson and MMRV of sim vs real per task.")
+def report(run_dirs: tuple[str, ...], fmt: str, out: str | None, real: str | None) -> None:
     """Success rates with 95% intervals for one run, or side by side for several."""
     from vlaeval.plugins.manager import registries
     from vlaeval.results.report import build_report
@@ -165,6 +167,10 @@ def report(run_dirs: tuple[str, ...], fmt: str, out: str | None) -> None:
     text = reporter(build_report(run_dirs), Path(out) if out else None)
     if out is None or fmt == "html":
         click.echo(text, nl=False)
+    if real:
+        from vlaeval.results.realsim import realsim_report
+
+        click.echo(realsim_report(run_dirs, real))
 
 
 @cli.command()

@@ -79,3 +79,21 @@ def test_unknown_format_and_missing_results_are_one_line_errors(chained_run: Pat
     (tmp_path / "empty").mkdir()
     assert run_cli("report", str(tmp_path / "empty")) == 2
     assert "holds no results" in capsys.readouterr().err
+
+
+def test_report_real_adds_pearson_and_mmrv_against_real_rates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # sim success on reach_left: a 0.75, b 0.25, c 0.5; real: a 0.6, b 0.2, c 0.9 (c and a swap)
+    runs = []
+    for agent, wins in (("a", 3), ("b", 1), ("c", 2)):
+        rows = [[{"task": "reach_left", "success": i < wins}] for i in range(4)]
+        runs.append(str(write_run(tmp_path / agent, rows, suite="toy", agent=agent, chain_length=1)))
+    real = tmp_path / "real.csv"
+    real.write_text("agent,task,success\na,reach_left,60\nb,reach_left,0.2\nc,reach_left,0.9\n")
+    assert run_cli("report", *runs, "--real", str(real)) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("reach_left") and "task_success" not in l)
+    task, agents, pearson, mmrv = line.split()
+    # Pearson by hand: deviations (.25, -.25, 0) and (.033, -.367, .333): 0.1 / sqrt(.125 * .2467) = 0.569;
+    # MMRV: a and c disagree,
+    # real gap 0.3 for both of them, b agrees with both: (0.3 + 0 + 0.3) / 3 = 0.2
+    assert (task, agents, pearson, mmrv) == ("reach_left", "3", "0.569", "0.2")

@@ -12,6 +12,8 @@ from vlaeval.plugins.hookspecs import hookimpl
 def vlaeval_register_agents(register: Callable[..., None]) -> None:
     register("random", "vlaeval.agents.random:RandomAgent", description="uniform samples of the suite's action space (seeded)")
     register("expert", "vlaeval.agents.expert.agent:CalvinExpert", description="scripted CALVIN expert reading the simulator state (privileged)")
+    register("simpler-expert", "vlaeval.agents.simpler_expert.agent:SimplerExpert",
+             description="scripted expert for the simpler suite reading the simulator state (privileged)")
     register("kosmos-lstm", "vlaeval.agents.kosmos.agent:kosmos_lstm",
              description="RoboVLMs-style VLA: pretrained Kosmos-2 backbone + LSTM policy head (torch/ONNX/TensorRT)")
     register("kosmos-lstm-tiny", "vlaeval.agents.kosmos.agent:kosmos_lstm_tiny",

@@ -146,6 +146,11 @@ class Suite:
         (e.g. render only the cameras the agent reads)."""
         return dict(setting.env_kwargs)
 
+    def annotate_results(self, rows: Any) -> Any:
+        """Add columns a suite can derive from its episode list (e.g. the variant of each episode)
+        to a results DataFrame of this suite; sim-vs-real comparisons aggregate over them."""
+        return rows
+
     def make_env(self, setting: str, agent: AgentSpec, action_type: str) -> Any:
         """Create the environment for a setting through ``gymnasium.make``."""
         import gymnasium

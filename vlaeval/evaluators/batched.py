@@ -26,7 +26,15 @@ import numpy as np
 
 from vlaeval.envs.suite import EpisodeSpec
 from vlaeval.errors import VlaevalError
-from vlaeval.evaluators.episode import AgentFailure, EpisodeContext, _agent_error, _check_action, _deadline, make_row
+from vlaeval.evaluators.episode import (
+    AgentFailure,
+    EpisodeContext,
+    _agent_error,
+    _check_action,
+    _deadline,
+    current_instruction,
+    make_row,
+)
 from vlaeval.results.store import EpisodeRecord
 
 
@@ -144,7 +152,8 @@ def run_batched(pool: Any, agents: Sequence[Any], episodes: Sequence[EpisodeSpec
         errors: dict[int, str] = {}
         if batched:
             for i in acting:
-                last_obs[i], last_instruction[i] = slots[i].obs, slots[i].episode.instructions[slots[i].position]
+                last_obs[i] = slots[i].obs
+                last_instruction[i] = current_instruction(slots[i].obs, slots[i].episode.instructions[slots[i].position])
             filler = last_obs[acting[0]]
             observations = [o if o is not None else filler for o in last_obs]
             try:
@@ -167,7 +176,7 @@ def run_batched(pool: Any, agents: Sequence[Any], episodes: Sequence[EpisodeSpec
                 s = slots[i]
                 try:
                     with _deadline(ctx.step_timeout, "agent.act()"):
-                        action = agents[i].act(s.obs, s.episode.instructions[s.position])
+                        action = agents[i].act(s.obs, current_instruction(s.obs, s.episode.instructions[s.position]))
                     actions[i] = _check_action(action, shape)
                 except AgentFailure as exc:
                     errors[i] = str(exc)

@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def run_episode(env: Any, agent: Any, episode: EpisodeSpec, ctx: EpisodeContext)
                 agent.reset()
             while steps < ctx.max_steps:
                 with _deadline(ctx.step_timeout, "agent.act()"):
-                    action = agent.act(obs, instruction)
+                    action = agent.act(obs, current_instruction(obs, instruction))
                 action = _check_action(action, action_shape)
                 try:
                     obs, _, terminated, truncated, info = env.step(action)
@@ -118,6 +118,19 @@ def make_row(ctx: EpisodeContext, episode: EpisodeSpec, position: int, success: 
         "error": error,
         "instruction": episode.instructions[position],
     }
+
+
+def current_instruction(observation: Any, default: str) -> str:
+    """The environment's own current instruction (``observation["language"]``) when it has one.
+
+    Tasks whose instruction changes mid-episode (SimplerEnv's two-stage "open the drawer, then put
+    the apple in") stay correct; the episode's instruction is the fallback.
+    """
+    if isinstance(observation, Mapping):
+        text = observation.get("language")
+        if isinstance(text, str) and text:
+            return text
+    return default
 
 
 def _check_action(action: Any, shape: tuple[int, ...] | None) -> np.ndarray:

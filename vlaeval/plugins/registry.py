@@ -98,7 +98,7 @@ def import_target(target: str, *, what: str = "") -> Any:
     except ImportError as exc:
         raise VlaevalError(
             f"cannot import {module_name!r}{' for ' + what if what else ''}: {exc}. "
-            f"Install the package that provides it (for built-ins: pip install 'vlaeval[all]' or the matching extra)"
+            f"Install the package that provides it (for built-ins, the matching extra: pip install 'vlaeval[agents,onnx,remote,simpler]')"
         ) from exc
     for part in attr_path.split("."):
         try:

@@ -1,0 +1,61 @@
+"""The ``simpler`` suite: episodes = task x variant x initial condition, fully listed up front."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from vlaeval.conventions import AgentSpec
+from vlaeval.envs.simpler.episodes import instruction_for, task_layouts
+from vlaeval.envs.simpler.spec import SIMPLER_SPEC, TASKS, variants_for
+from vlaeval.envs.suite import EpisodeSpec, Setting, Suite, SuiteSpec, episode_seed
+
+
+class SimplerSuite(Suite):
+    """Every (task, variant, layout) of a protocol, in that order.
+
+    The initial conditions and variants are fixed per setting; the run seed only feeds the
+    episode seeds (which place distractors and seed the agent), so every agent evaluated with the
+    same seed sees the same episodes.  ``options["variant_name"]`` is what reports group by.
+    """
+
+    spec: ClassVar[SuiteSpec] = SIMPLER_SPEC
+
+    def annotate_results(self, rows: Any) -> Any:
+        """Join each episode's variant and variant axis (from the fixed episode list)."""
+        from vlaeval.envs.simpler.report import annotate
+
+        return annotate(rows)
+
+    def episodes(self, setting: str, seed: int, tasks: tuple[str, ...] | None = None) -> list[EpisodeSpec]:
+        protocol = self.spec.setting(setting).options["protocol"]
+        out: list[EpisodeSpec] = []
+        for task in tasks or TASKS:
+            layouts = task_layouts(task)
+            for variant_name, variant in variants_for(task, protocol):
+                for layout_index, layout in enumerate(layouts):
+                    index = len(out)
+                    instruction = instruction_for(task, layout)
+                    out.append(EpisodeSpec(
+                        index=index,
+                        tasks=(task,),
+                        instructions=(instruction,),
+                        seed=episode_seed(seed, index),
+                        options={
+                            "task": task,
+                            "layout": layout,
+                            "layout_index": layout_index,
+                            "variant": dict(variant),
+                            "variant_name": variant_name,
+                            "protocol": protocol,
+                            "instruction": instruction,
+                        },
+                    ))
+        return out
+
+    def env_kwargs(self, setting: Setting, agent: AgentSpec, action_type: str) -> dict[str, Any]:
+        """Render only when the agent reads the camera (privileged experts run state-only)."""
+        kwargs = dict(setting.env_kwargs)
+        kwargs["render"] = "rgb" in agent.observation_keys
+        if not kwargs["render"]:
+            kwargs["overlay"] = False
+        return kwargs

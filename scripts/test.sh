@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VLAEVAL_VENV:-.venv}"
 
-bash scripts/setup.sh dev,agents,onnx,remote,ray
+bash scripts/setup.sh dev,agents,onnx,remote,ray,simpler,train
 # The third-party test plugin is a real distribution, installed like any user plugin.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e tests/plugins/vlaeval-toy
 

@@ -1,0 +1,125 @@
+"""Pieces shared by the trainers: configs on disk, windows over features, a batched torch policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from vlaeval.errors import VlaevalError
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+def config_text(config: Any) -> str:
+    """A trainer config as aligned ``key = value`` lines (printed at the start of a run)."""
+    d = config_to_dict(config)
+    width = max(len(k) for k in d)
+    return "\n".join(f"  {k:<{width}} = {v!r}" for k, v in d.items())
+
+
+def save_config(config: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"trainer": type(config).__name__, "config": config_to_dict(config)}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_config(cls: type, path: Path) -> Any:
+    data = json.loads(path.read_text())["config"]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in fields}
+    return cls(**kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` model config overrides; values parsed as JSON when possible."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise VlaevalError(f"{pair!r} is not key=value")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def unfold_windows(features: torch.Tensor, starts: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step windows over a sequence of features, left-padded at segment starts.
+
+    Args:
+        features: (T, H) per-step features of consecutive steps.
+        starts: (T,) index of the first step of the segment each step belongs to (the agent's
+            history is cleared at every subtask start).
+        window: steps per window (the current step last).
+
+    Returns:
+        windows (T, window, H) and mask (T, window), 1 where the position holds a real step:
+        exactly the (history, history_mask) the agent carries when it reaches step t.
+    """
+    t = features.shape[0]
+    idx = torch.arange(t, device=features.device)[:, None] - (window - 1) + torch.arange(window, device=features.device)[None]
+    mask = (idx >= starts[:, None]) & (idx >= 0)
+    windows = features[idx.clamp_min(0)] * mask[..., None].to(features.dtype)
+    return windows, mask.to(features.dtype)
+
+
+class BatchedPolicy:
+    """The agent's per-step computation in torch (with or without gradients) for B parallel envs.
+
+    Mirrors :meth:`KosmosLSTMAgent.act_batch` (window carried explicitly, first action of the
+    predicted chunk) so rollouts collected here behave like ``vlaeval run`` with the same
+    checkpoint, but exposes the raw outputs (normalised arm mean, gripper logit) RL needs.
+    """
+
+    def __init__(self, model: Any, config: Any, codec: Any) -> None:
+        from vlaeval.agents.kosmos.text import TextEncoder, load_tokenizer
+
+        self.model, self.config, self.codec = model, config, codec
+        self.text = TextEncoder(load_tokenizer(config), config, model.latent_query_num)
+        self.history: torch.Tensor | None = None
+        self.history_mask: torch.Tensor | None = None
+
+    def reset(self, batch: int) -> None:
+        w, h = self.config.effective_window, self.config.head_hidden_size
+        self.history = torch.zeros(batch, w, h)
+        self.history_mask = torch.zeros(batch, w)
+
+    def reset_slot(self, slot: int) -> None:
+        assert self.history is not None and self.history_mask is not None
+        self.history[slot] = 0
+        self.history_mask[slot] = 0
+
+    @torch.no_grad()
+    def step(self, observations: Sequence[Mapping[str, Any]], instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised arm mean (B, arm_dims) and gripper logit (B,) of the first chunk action."""
+        if self.history is None or self.history.shape[0] != len(observations):
+            self.reset(len(observations))
+        frames = [torch.from_numpy(np.stack([np.asarray(o[c]) for o in observations])) for c in self.config.cameras]
+        ids, mask = self.text(instructions)
+        arm, grip, self.history, self.history_mask = self.model.step(
+            *frames, torch.from_numpy(ids), torch.from_numpy(mask), self.history, self.history_mask
+        )
+        if self.config.action_space == "discrete":
+            arm = torch.from_numpy(self.codec.from_bins(arm.argmax(-1).numpy()))
+        return arm[:, 0].float().numpy(), grip[:, 0].float().numpy()
+
+    def to_env(self, arm: np.ndarray, grip_logit: np.ndarray) -> np.ndarray:
+        """Normalised arm + gripper logit/sign -> physical env actions (B, arm_dims + 1)."""
+        return self.codec.denormalize(np.concatenate([arm, np.asarray(grip_logit)[:, None]], axis=-1))

@@ -1,0 +1,332 @@
+"""Recording rollouts of any agent into a demonstration dataset (:mod:`vlaeval.training.demos`).
+
+For the ``calvin`` suite with ``scenes`` given, training chains are drawn *per scene*: each
+episode resets to a random scene state sampled from its seed in that scene's own layout
+(:func:`vlaeval.envs.calvin.scene.random_scene_obs`, the env's random reset made explicit), its
+symbolic state is read off that state, and a chain of tasks that is valid for it (CALVIN's
+symbolic model, :mod:`vlaeval.envs.calvin.tasks`) is sampled from the allowed tasks.  The
+official chains cannot be reused directly: their scene vectors are built for scene D's layout
+(block slot order, shelf positions), so in scenes A-C they would place blocks inside furniture.
+Every other suite records its own protocol episodes.
+
+Episodes are fully determined before anything runs (seeded per episode index), and each worker
+writes a shard file; shards are merged in episode order, so a dataset does not depend on the
+number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from vlaeval.conventions import AgentSpec
+from vlaeval.envs.suite import EpisodeSpec, episode_seed
+from vlaeval.errors import VlaevalError
+
+#: The articulated CALVIN tasks (drawer, sliding door, LED, light bulb): the focused subset.
+ARTICULATED_TASKS: tuple[str, ...] = (
+    "open_drawer", "close_drawer", "move_slider_left", "move_slider_right",
+    "turn_on_led", "turn_off_led", "turn_on_lightbulb", "turn_off_lightbulb",
+)
+TASK_GROUPS: Mapping[str, tuple[str, ...]] = {"articulated": ARTICULATED_TASKS}
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """What ``vlaeval record`` records (saved as ``record.json`` next to the data)."""
+
+    agent: str
+    suite: str = "calvin"
+    setting: str | None = None
+    scenes: tuple[str, ...] = ()
+    episodes: int = 10  # per scene (calvin with scenes), else in total
+    tasks: tuple[str, ...] = ()  # allowed tasks for sampled chains (empty = all)
+    chain_length: int = 1
+    cameras: tuple[str, ...] = ("rgb_static",)
+    seed: int = 0
+    max_steps: int | None = None  # per subtask (default: the suite protocol's)
+    valid_fraction: float = 0.1
+    workers: int = 1
+    agent_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- CALVIN training chains -------------------------------------------------------------------
+
+def calvin_symbolic_state(scene_obs: np.ndarray, scene: str) -> dict[str, Any]:
+    """CALVIN's symbolic state (tasks.STATE_KEYS) of a resting scene vector in a scene's layout."""
+    from vlaeval.envs.calvin.scene import SCENES
+
+    layout = SCENES[scene]
+    state: dict[str, Any] = {
+        "led": int(round(scene_obs[5])),
+        "lightbulb": int(round(scene_obs[4])),
+        "slider": "left" if scene_obs[0] > layout.door_travel / 2 else "right",
+        "drawer": "open" if scene_obs[1] > 0.11 else "closed",
+        "grasped": 0,
+    }
+    names = ("table", "slider_left", "slider_right")
+    for slot, colour in enumerate(layout.block_order):
+        x, y, z = scene_obs[6 + 6 * slot : 9 + 6 * slot]
+        where = "table"
+        for name, region in zip(names, layout.regions):
+            if region.x[0] - 1e-6 <= x <= region.x[1] + 1e-6 and region.y[0] - 1e-6 <= y <= region.y[1] + 1e-6 and abs(z - region.z) < 0.02:
+                where = name
+                break
+        state[f"{colour}_block"] = where
+    return state
+
+
+def sample_chain(state: Mapping[str, Any], rng: np.random.Generator, allowed: Sequence[str], length: int) -> tuple[str, ...]:
+    """A random valid chain (distinct categories, unique successor each step), possibly shorter
+    than ``length`` when no allowed task applies any more; empty if none applies at the start."""
+    from vlaeval.envs.calvin.tasks import TASK_CATEGORY, apply_task
+
+    chain: list[str] = []
+    current = dict(state)
+    for _ in range(length):
+        used = {TASK_CATEGORY[t] for t in chain}
+        options = [t for t in allowed if TASK_CATEGORY[t] not in used and apply_task(current, t) is not None]
+        if not options:
+            break
+        task = options[int(rng.integers(len(options)))]
+        chain.append(task)
+        current = apply_task(current, task)
+    return tuple(chain)
+
+
+def calvin_training_episodes(scene: str, n: int, seed: int, tasks: Sequence[str] = (), chain_length: int = 1,
+                             instruction_set: str = "train", first_index: int = 0) -> list[EpisodeSpec]:
+    """``n`` training episodes in ``scene``: random scene state from the episode seed and a valid
+    chain of allowed tasks for it (states where no allowed task applies are redrawn)."""
+    from vlaeval.envs.calvin.initial_state import neutral_robot_obs
+    from vlaeval.envs.calvin.language import INSTRUCTION_SETS
+    from vlaeval.envs.calvin.scene import SCENES, random_scene_obs
+    from vlaeval.envs.calvin.tasks import TASKS
+
+    allowed = tuple(tasks) or TASKS
+    unknown = sorted(set(allowed) - set(TASKS))
+    if unknown:
+        raise VlaevalError(f"unknown CALVIN task(s): {', '.join(unknown)}")
+    instructions = INSTRUCTION_SETS[instruction_set]
+    scene_code = ord(scene) - ord("A") + 1
+    out = []
+    for i in range(n):
+        ep_seed = episode_seed(seed * 100 + scene_code, first_index + i)
+        rng = np.random.default_rng(ep_seed)
+        for _ in range(1000):
+            scene_obs = random_scene_obs(SCENES[scene], rng)
+            chain = sample_chain(calvin_symbolic_state(scene_obs, scene), rng, allowed, chain_length)
+            if chain:
+                break
+        else:
+            raise VlaevalError(f"no allowed task applies to 1000 random states of scene {scene}")
+        chosen = tuple(instructions[t][int(rng.integers(len(instructions[t])))] for t in chain)
+        out.append(EpisodeSpec(
+            index=first_index + i, tasks=chain, instructions=chosen, seed=ep_seed,
+            options={"robot_obs": neutral_robot_obs().tolist(), "scene_obs": scene_obs.tolist(),
+                     "tasks": list(chain), "instructions": list(chosen)},
+        ))
+    return out
+
+
+# --- recording --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Shard:
+    config: RecordConfig
+    items: tuple[tuple[str, EpisodeSpec], ...]  # (scene or "", episode)
+    path: str
+
+
+def _plan(config: RecordConfig) -> list[tuple[str, EpisodeSpec]]:
+    from vlaeval.evaluators.runner import _load_suite
+    from vlaeval.plugins.manager import registries
+
+    spec = registries().suite.get(config.suite).spec
+    if config.scenes:
+        if config.suite != "calvin":
+            raise VlaevalError("--scenes is only understood by the calvin suite")
+        instruction_set = spec.setting(config.setting).options.get("instructions", "train")
+        items = []
+        for scene in config.scenes:
+            for ep in calvin_training_episodes(scene, config.episodes, config.seed, config.tasks, config.chain_length,
+                                               instruction_set, first_index=len(items)):
+                items.append((scene, ep))
+        return items
+    if config.tasks:
+        raise VlaevalError("--tasks needs --scenes (sampled training chains); protocol episodes have fixed tasks")
+    suite = _load_suite(spec)
+    setting = spec.setting(config.setting).name
+    episodes = list(suite.episodes(setting, spec.protocol.seed if config.seed is None else config.seed))
+    return [("", ep) for ep in episodes[: config.episodes]]
+
+
+def _record_shard(shard: _Shard) -> tuple[str, int, int]:
+    """Play a shard's episodes and write them to ``shard.path``; returns (path, demos, failed)."""
+    import h5py
+
+    from vlaeval.agents.base import AgentContext
+    from vlaeval.agents.resolve import agent_spec_of, make_agent
+    from vlaeval.conventions import ConventionError, negotiate
+    from vlaeval.evaluators.runner import _load_suite
+    from vlaeval.plugins.manager import registries
+    from vlaeval.training.demos import Demo, write_demo
+
+    config = shard.config
+    spec = registries().suite.get(config.suite).spec
+    suite = _load_suite(spec)
+    setting = spec.setting(config.setting)
+    agent = make_agent(config.agent, config.agent_options)
+    agent_spec = agent_spec_of(agent)
+    try:
+        action_type = negotiate(agent_spec, spec.conventions, agent_name=config.agent, suite_name=spec.name)
+    except ConventionError as exc:
+        raise VlaevalError(str(exc)) from exc
+    # The env renders what the dataset needs, whatever the recorded agent itself reads.
+    keys = tuple(dict.fromkeys((*agent_spec.observation_keys, *config.cameras)))
+    env_spec = dataclasses.replace(agent_spec, observation_keys=keys)
+    max_steps = config.max_steps or spec.protocol.max_steps
+    envs: dict[str, Any] = {}
+    failed = 0
+    try:
+        with h5py.File(shard.path, "w") as f:
+            data = f.create_group("data")
+            bound = None
+            for scene, episode in shard.items:
+                if scene not in envs:
+                    envs[scene] = _make_env(suite, spec, setting.name, env_spec, action_type, scene)
+                if bound != scene and callable(getattr(agent, "bind", None)):
+                    env = envs[scene]
+                    agent.bind(AgentContext(suite=spec.name, setting=setting.name, action_type=action_type,
+                                            action_space=env.action_space, observation_space=env.observation_space,
+                                            env=env.unwrapped, options=dict(config.agent_options)))
+                bound = scene
+                demo = _play(envs[scene], agent, episode, scene, max_steps, config.cameras)
+                failed += not demo.success
+                write_demo(data.create_group(f"demo_{episode.index}"), demo)
+    finally:
+        for env in envs.values():
+            env.close()
+        if callable(getattr(agent, "close", None)):
+            agent.close()
+    return shard.path, len(shard.items), failed
+
+
+def _make_env(suite: Any, spec: Any, setting: str, agent_spec: AgentSpec, action_type: str, scene: str) -> Any:
+    import gymnasium
+
+    import vlaeval.envs.registration  # noqa: F401
+
+    kwargs = suite.env_kwargs(spec.setting(setting), agent_spec, action_type)
+    if scene:
+        kwargs["scene"] = scene
+    return gymnasium.make(spec.env_ids[0], **kwargs)
+
+
+def _play(env: Any, agent: Any, episode: EpisodeSpec, scene: str, max_steps: int, cameras: Sequence[str]) -> Demo:
+    """One rollout with the runner's loop (agent reset per subtask, chain stops at a failure)."""
+    from vlaeval.training.demos import Demo
+
+    obs, _ = env.reset(seed=episode.seed, options=dict(episode.options))
+    if callable(getattr(agent, "seed", None)):
+        agent.seed(episode.seed)
+    keys = [k for k in ("robot_obs", "scene_obs", *cameras) if k in obs]
+    frames: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    actions, rewards, subtask, results = [], [], [], []
+    for position, instruction in enumerate(episode.instructions):
+        agent.reset()
+        success = False
+        for _ in range(max_steps):
+            action = np.asarray(agent.act(obs, instruction), dtype=np.float32)
+            for k in keys:
+                frames[k].append(np.asarray(obs[k]))
+            actions.append(action)
+            subtask.append(position)
+            obs, _, terminated, truncated, info = env.step(action)
+            rewards.append(1.0 if info.get("is_success") else 0.0)
+            if info.get("is_success"):
+                success = True
+                break
+            if terminated or truncated:
+                break
+        results.append(success)
+        if not success:
+            break
+    return Demo(
+        actions=np.stack(actions) if actions else np.zeros((0, env.action_space.shape[0]), np.float32),
+        obs={k: np.stack(v) for k, v in frames.items() if v},
+        rewards=np.asarray(rewards, np.float32), subtask=np.asarray(subtask, np.int64),
+        tasks=tuple(episode.tasks), instructions=tuple(episode.instructions), subtask_success=tuple(results),
+        scene=scene, seed=episode.seed,
+    )
+
+
+def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool = True, shard_size: int = 10) -> dict[str, Any]:
+    """Record ``config`` into ``out/demos.hdf5`` (+ ``record.json``); returns a summary."""
+    from vlaeval.training.demos import DEMO_FILE, merge_shards
+
+    out_dir = Path(out)
+    target = out_dir / DEMO_FILE
+    if target.exists():
+        raise VlaevalError(f"{target} already exists; pick another --out")
+    items = _plan(config)
+    if not items:
+        raise VlaevalError("nothing to record (0 episodes)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".record-", dir=out_dir))
+    n_shards = max(1, math.ceil(len(items) / shard_size))
+    shards = [_Shard(config, tuple(items[k * shard_size : (k + 1) * shard_size]), str(tmp / f"shard-{k:05d}.hdf5"))
+              for k in range(n_shards)]
+    started = time.perf_counter()
+    failed = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), unit="episode", desc="record", file=sys.stderr, dynamic_ncols=True)
+    try:
+        if config.workers == 1:
+            for shard in shards:
+                _, n, bad = _record_shard(shard)
+                failed += bad
+                if bar is not None:
+                    bar.update(n)
+                    bar.set_postfix_str(f"failed={failed}")
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as pool:
+                futures = [pool.submit(_record_shard, s) for s in shards]
+                for fut in as_completed(futures):
+                    _, n, bad = fut.result()
+                    failed += bad
+                    if bar is not None:
+                        bar.update(n)
+                        bar.set_postfix_str(f"failed={failed}")
+        header = {
+            "suite": config.suite, "setting": config.setting, "agent": config.agent, "scenes": list(config.scenes),
+            "cameras": list(config.cameras), "tasks": list(config.tasks), "chain_length": config.chain_length,
+            "seed": config.seed, "env_args": {"env_name": "vlaeval/Calvin-v0" if config.suite == "calvin" else config.suite,
+                                             "type": "vlaeval", "env_kwargs": {"cameras": list(config.cameras)}},
+        }
+        summary = merge_shards([Path(s.path) for s in shards], target, header, config.valid_fraction, config.seed)
+    finally:
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    cfg = dataclasses.asdict(config)
+    (out_dir / "record.json").write_text(json.dumps({"config": cfg, "summary": summary}, indent=2) + "\n")
+    return summary

@@ -1,0 +1,357 @@
+"""RL fine-tuning of a BC checkpoint on a suite's success signal (``vlaeval train rl``).
+
+GRPO-style: each iteration plays a *group* of G rollouts from the same initial state (same
+seed and reset options), the reward of a rollout is the suite's success (1 or 0), and each
+rollout's advantage is its reward minus the group mean, over the group's standard deviation.
+The policy is updated with PPO's clipped surrogate on those advantages.  Why GRPO and not PPO
+with a value head: the reward is one sparse bit per rollout, so a learned value function has
+almost nothing to fit early on, while the group baseline is exact for the one thing that
+varies (the policy's own randomness from a fixed state); it also needs no new network parts, so
+the fine-tuned weights are a plain agent checkpoint in the same format as BC's.  A group whose
+rollouts all succeed or all fail carries no signal and is skipped.
+
+Exploration: the deterministic BC policy becomes stochastic with a Gaussian of fixed standard
+deviation ``action_std`` around the normalised arm action and a Bernoulli gripper from its
+logit; evaluation (before and after) uses the deterministic policy, on the same episodes.
+
+Environments come from the suite's own factory (:meth:`Suite.make_env`, the same kwargs, scene
+and cameras as ``vlaeval run``); the G environments of a group step in lock-step with one
+batched forward pass of the policy.  For ``calvin``, initial states are random states of the
+setting's evaluation scene (D) in which the task applies (as ``vlaeval record`` samples them);
+training and evaluation use disjoint seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+import numpy as np
+
+from vlaeval.errors import VlaevalError
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Everything an RL fine-tuning run depends on (saved as ``RUN/train_config.json``)."""
+
+    checkpoint: str
+    out: str
+    task: str
+    agent: str = "kosmos-lstm-tiny"
+    suite: str = "calvin"
+    setting: str = "ABC->D"
+    iterations: int = 20
+    group_size: int = 8
+    max_steps: int = 120
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    clip: float = 0.2
+    epochs: int = 2
+    action_std: float = 0.3
+    grad_clip: float = 1.0
+    eval_episodes: int = 50
+    eval_batch: int = 10
+    seed: int = 0
+    eval_seed: int = 1000
+    threads: int | None = None
+    save_every: int = 5
+
+
+def task_episodes(cfg: RLConfig, n: int, seed: int) -> list[Any]:
+    """``n`` single-task episodes in the setting's evaluation scene (random states where the task applies)."""
+    from vlaeval.plugins.manager import registries
+
+    spec = registries().suite.get(cfg.suite).spec
+    if cfg.suite != "calvin":
+        raise VlaevalError("train rl samples task initial states for the calvin suite only")
+    setting = spec.setting(cfg.setting)
+    if cfg.task not in spec.tasks:
+        from vlaeval.plugins.registry import unknown_name_error
+
+        raise unknown_name_error("task", cfg.task, list(spec.tasks), f"suite {cfg.suite!r}")
+    from vlaeval.training.record import calvin_training_episodes
+
+    scene = setting.env_kwargs.get("scene", "D")
+    return calvin_training_episodes(scene, n, seed, (cfg.task,), 1, setting.options.get("instructions", "train"))
+
+
+def make_envs(cfg: RLConfig, agent_spec: Any, n: int) -> list[Any]:
+    """``n`` environments from the suite's own factory."""
+    from vlaeval.conventions import ConventionError, negotiate
+    from vlaeval.evaluators.runner import _load_suite
+    from vlaeval.plugins.manager import registries
+
+    spec = registries().suite.get(cfg.suite).spec
+    try:
+        action_type = negotiate(agent_spec, spec.conventions, agent_name=cfg.agent, suite_name=spec.name)
+    except ConventionError as exc:
+        raise VlaevalError(str(exc)) from exc
+    suite = _load_suite(spec)
+    return [suite.make_env(spec.setting(cfg.setting).name, agent_spec, action_type) for _ in range(n)]
+
+
+@dataclass
+class Rollout:
+    frames: dict[str, list[np.ndarray]]
+    arm: list[np.ndarray]  # sampled normalised arm actions
+    grip: list[float]  # sampled gripper decisions, 1 open / 0 close
+    logp: list[float]
+    success: bool = False
+
+    def __len__(self) -> int:
+        return len(self.arm)
+
+
+def _logp(mean: Any, logit: Any, arm: Any, grip: Any, std: float) -> Any:
+    import torch
+
+    dist = torch.distributions.Normal(mean, std)
+    return dist.log_prob(arm).sum(-1) - torch.nn.functional.binary_cross_entropy_with_logits(logit, grip, reduction="none")
+
+
+def play(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: int, *, std: float | None,
+         rng: np.random.Generator) -> list[Rollout]:
+    """Lock-step rollouts, one per env (``episodes[i]`` in ``envs[i]``); ``std=None`` = deterministic."""
+    import torch
+
+    n = len(episodes)
+    obs = [env.reset(seed=ep.seed, options=dict(ep.options))[0] for env, ep in zip(envs, episodes)]
+    instr = [ep.instructions[0] for ep in episodes]
+    policy.reset(n)
+    cams = policy.config.cameras
+    outs = [Rollout({c: [] for c in cams}, [], [], []) for _ in range(n)]
+    done = [False] * n
+    for _ in range(max_steps):
+        if all(done):
+            break
+        mean, logit = policy.step(obs, instr)
+        if std is None:
+            arm, grip = mean, (logit >= 0).astype(np.float32)
+            logp = np.zeros(n)
+        else:
+            arm = (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
+            grip = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+            logp = _logp(torch.from_numpy(mean), torch.from_numpy(logit), torch.from_numpy(arm), torch.from_numpy(grip), std).numpy()
+        actions = policy.to_env(arm, grip * 2 - 1)
+        for i in range(n):
+            if done[i]:
+                continue
+            for c in cams:
+                outs[i].frames[c].append(np.asarray(obs[i][c]))
+            outs[i].arm.append(arm[i])
+            outs[i].grip.append(float(grip[i]))
+            outs[i].logp.append(float(logp[i]))
+            obs[i], _, terminated, truncated, info = envs[i].step(actions[i])
+            if info.get("is_success"):
+                outs[i].success, done[i] = True, True
+            elif terminated or truncated:
+                done[i] = True
+    return outs
+
+
+def evaluate_task(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: int) -> dict[str, Any]:
+    """Deterministic success rate over ``episodes`` with its Wilson 95% interval."""
+    from vlaeval.results.stats import wilson_interval
+
+    successes = []
+    rng = np.random.default_rng(0)
+    for s in range(0, len(episodes), len(envs)):
+        batch = episodes[s : s + len(envs)]
+        successes += [r.success for r in play(policy, envs[: len(batch)], batch, max_steps, std=None, rng=rng)]
+    k, n = int(sum(successes)), len(successes)
+    low, high = wilson_interval(k, n)
+    return {"successes": k, "episodes": n, "success_rate": k / n, "ci95": [low, high],
+            "seeds": [int(e.seed) for e in episodes], "per_episode": [bool(x) for x in successes]}
+
+
+def grpo_loss(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Sequence[float], instruction: str,
+              std: float, clip: float) -> Any:
+    """PPO-clipped surrogate with one advantage per rollout (mean over each rollout's steps,
+    then over rollouts); rollouts with a zero advantage are skipped."""
+    import torch
+
+    from vlaeval.training.common import unfold_windows
+
+    config = model.config
+    total, used = None, 0
+    for r, adv in zip(rollouts, advantages):
+        if adv == 0 or not len(r):
+            continue
+        t = len(r)
+        ids, attn = text([instruction] * t)
+        frames = [torch.from_numpy(np.stack(r.frames[c])) for c in config.cameras]
+        feats = model.encode(frames, torch.from_numpy(ids), torch.from_numpy(attn))
+        windows, mask = unfold_windows(feats, torch.zeros(t, dtype=torch.long), config.effective_window)
+        arm, grip = model.predict(windows, mask)
+        new = _logp(arm[:, -1, 0], grip[:, -1, 0], torch.from_numpy(np.stack(r.arm)), torch.tensor(r.grip), std)
+        ratio = torch.exp(new - torch.tensor(r.logp, dtype=new.dtype))
+        surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+        loss = -surrogate.mean()
+        total = loss if total is None else total + loss
+        used += 1
+    return None if total is None else total / used
+
+
+def group_advantages(rewards: Sequence[float]) -> list[float]:
+    """(r - mean) / std over a group; all zeros when every reward is equal."""
+    r = np.asarray(rewards, dtype=np.float64)
+    sd = r.std()
+    return [0.0] * len(r) if sd < 1e-8 else ((r - r.mean()) / (sd + 1e-6)).tolist()
+
+
+def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict[str, Any]:
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vlaeval.agents.checkpoint import load_checkpoint, save_checkpoint
+    from vlaeval.agents.kosmos.config import agent_spec
+    from vlaeval.training.common import BatchedPolicy, config_text, load_config, save_config, seed_everything
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.out)
+    state_file, last = run / "trainer_state.pt", run / "last"
+    resuming = last.is_dir() and state_file.is_file()
+    if resuming:
+        saved = load_config(RLConfig, run / "train_config.json")
+        differs = [k for k in ("checkpoint", "task", "suite", "setting", "group_size", "seed") if getattr(saved, k) != getattr(cfg, k)]
+        if differs:
+            raise VlaevalError(f"{run} was trained with different {', '.join(differs)}; pick another --out")
+    echo(f"RLConfig ({'resuming' if resuming else 'new run'} in {run}):\n{config_text(cfg)}")
+    save_config(cfg, run / "train_config.json")
+    seed_everything(cfg.seed)
+    model, config, codec = load_checkpoint(last if resuming else cfg.checkpoint)
+    if config.action_space != "continuous":
+        raise VlaevalError("train rl supports continuous-action checkpoints (Gaussian exploration around the arm action)")
+    policy = BatchedPolicy(model, config, codec)
+    envs = make_envs(cfg, agent_spec(config), max(cfg.group_size, cfg.eval_batch))
+    eval_eps = task_episodes(cfg, cfg.eval_episodes, cfg.eval_seed)
+    train_eps = task_episodes(cfg, cfg.iterations, cfg.seed)
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    it = 0
+    if resuming:
+        state = torch.load(state_file, weights_only=False)
+        optim.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        it = int(state["iteration"])
+        echo(f"resumed at iteration {it}")
+    writer = SummaryWriter(str(run / "tb"))
+    try:
+        before_file = run / "eval_before.json"
+        if before_file.is_file():
+            before = json.loads(before_file.read_text())
+        else:
+            model.eval()
+            echo(f"evaluating the initial policy on {cfg.eval_episodes} {cfg.task} episodes (seed {cfg.eval_seed}) ...")
+            before = evaluate_task(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
+            before["checkpoint"] = cfg.checkpoint
+            before_file.write_text(json.dumps(before, indent=2) + "\n")
+        echo(f"before: {before['successes']}/{before['episodes']} = {before['success_rate']:.3f} "
+             f"(95% CI {before['ci95'][0]:.3f}-{before['ci95'][1]:.3f})")
+
+        def save(at: int) -> None:
+            meta = {"trainer": "rl", "iteration": at, "task": cfg.task, "init_checkpoint": cfg.checkpoint}
+            save_checkpoint(run / "checkpoints" / f"iter-{at:04d}", model, config, codec, metadata=meta, overwrite=True)
+            tmp = state_file.with_suffix(".tmp")
+            torch.save({"iteration": at, "optimizer": optim.state_dict(), "rng": rng.bit_generator.state}, tmp)
+            os.replace(tmp, state_file)
+            save_checkpoint(last, model, config, codec, metadata=meta, overwrite=True)
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.iterations, initial=it, unit="iter", desc="rl", file=sys.stderr, dynamic_ncols=True)
+        log = run / "iterations.csv"
+        while it < cfg.iterations:
+            t0 = time.perf_counter()
+            episode = train_eps[it]
+            model.eval()
+            group = play(policy, envs[: cfg.group_size], [episode] * cfg.group_size, cfg.max_steps, std=cfg.action_std, rng=rng)
+            rewards = [float(r.success) for r in group]
+            adv = group_advantages(rewards)
+            losses = []
+            if any(adv):
+                model.train()
+                for _ in range(cfg.epochs):
+                    loss = grpo_loss(model, policy.text, group, adv, episode.instructions[0], cfg.action_std, cfg.clip)
+                    optim.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optim.step()
+                    losses.append(float(loss.detach()))
+                model.eval()
+            it += 1
+            row = {"iteration": it, "seed": episode.seed, "success_rate": float(np.mean(rewards)), "updated": bool(losses),
+                   "loss": float(np.mean(losses)) if losses else None, "mean_steps": float(np.mean([len(r) for r in group])),
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            with open(log, "a") as f:
+                if it == 1 or not log.stat().st_size:
+                    f.write(",".join(row) + "\n")
+                f.write(",".join("" if v is None else str(v) for v in row.values()) + "\n")
+            writer.add_scalar("rollout/success_rate", row["success_rate"], it)
+            writer.add_scalar("rollout/mean_steps", row["mean_steps"], it)
+            if losses:
+                writer.add_scalar("train/loss", row["loss"], it)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"group_success={row['success_rate']:.2f}", refresh=False)
+            if it % cfg.save_every == 0 or it == cfg.iterations:
+                save(it)
+        if bar is not None:
+            bar.close()
+        model.eval()
+        after = evaluate_task(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
+        after["checkpoint"] = str(last)
+        (run / "eval_after.json").write_text(json.dumps(after, indent=2) + "\n")
+        writer.add_scalar("eval/success_rate", after["success_rate"], it)
+        echo(f"after:  {after['successes']}/{after['episodes']} = {after['success_rate']:.3f} "
+             f"(95% CI {after['ci95'][0]:.3f}-{after['ci95'][1]:.3f})")
+    finally:
+        writer.close()
+        for env in envs:
+            env.close()
+    return {"iterations": it, "checkpoint": str(last), "before": {k: before[k] for k in ("successes", "episodes", "success_rate", "ci95")},
+            "after": {k: after[k] for k in ("successes", "episodes", "success_rate", "ci95")}}
+
+
+@click.command(name="rl")
+@click.option("--agent", "-a", default="kosmos-lstm-tiny", show_default=True, help="Agent family of the checkpoint.")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(exists=True, file_okay=False), help="BC checkpoint to fine-tune.")
+@click.option("--suite", "-s", default="calvin", show_default=True)
+@click.option("--setting", default="ABC->D", show_default=True, help="Setting whose evaluation scene is used.")
+@click.option("--task", "-t", required=True, help="Task to fine-tune on (e.g. open_drawer).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory (re-run to resume).")
+@click.option("--iterations", type=click.IntRange(min=1), default=20, show_default=True, help="Groups played (one update each).")
+@click.option("--group-size", type=click.IntRange(min=2), default=8, show_default=True, help="Rollouts per initial state.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=120, show_default=True, help="Step limit per rollout (training and evaluation).")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--clip", type=float, default=0.2, show_default=True, help="PPO ratio clip.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Updates per group.")
+@click.option("--action-std", type=float, default=0.3, show_default=True, help="Exploration std of the normalised arm action.")
+@click.option("--eval-episodes", type=click.IntRange(min=1), default=50, show_default=True, help="Episodes of the before/after evaluation.")
+@click.option("--eval-batch", type=click.IntRange(min=1), default=10, show_default=True, help="Environments evaluated in lock-step.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training initial states and exploration.")
+@click.option("--eval-seed", type=int, default=1000, show_default=True, help="Seed of the evaluation initial states.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
+@click.option("--save-every", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def rl_command(agent: str, checkpoint: str, suite: str, setting: str, task: str, out: str, iterations: int, group_size: int,
+               max_steps: int, lr: float, clip: float, epochs: int, action_std: float, eval_episodes: int, eval_batch: int,
+               seed: int, eval_seed: int, threads: int | None, save_every: int, no_progress: bool) -> None:
+    """Fine-tune a BC checkpoint with GRPO on the suite's success signal for one task."""
+    cfg = RLConfig(checkpoint=checkpoint, out=out, task=task, agent=agent, suite=suite, setting=setting, iterations=iterations,
+                   group_size=group_size, max_steps=max_steps, lr=lr, clip=clip, epochs=epochs, action_std=action_std,
+                   eval_episodes=eval_episodes, eval_batch=eval_batch, seed=seed, eval_seed=eval_seed, threads=threads,
+                   save_every=save_every)
+    summary = train_rl(cfg, progress=not no_progress, echo=click.echo)
+    click.echo(f"done: {json.dumps(summary)}")

@@ -11,6 +11,8 @@ from vlaeval.plugins.hookspecs import hookimpl
 @hookimpl
 def vlaeval_register_agents(register: Callable[..., None]) -> None:
     register("random", "vlaeval.agents.random:RandomAgent", description="uniform samples of the suite's action space (seeded)")
+    register("replay", "vlaeval.agents.replay:ReplayAgent",
+             description="plays back recorded demonstrations open loop (--agent-opt data=DIR [demo=NAME])")
     register("expert", "vlaeval.agents.expert.agent:CalvinExpert", description="scripted CALVIN expert reading the simulator state (privileged)")
     register("simpler-expert", "vlaeval.agents.simpler_expert.agent:SimplerExpert",
              description="scripted expert for the simpler suite reading the simulator state (privileged)")

@@ -171,24 +171,11 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
     from vlaeval.agents.checkpoint import load_checkpoint, save_checkpoint
     from vlaeval.agents.kosmos.model import build_model
     from vlaeval.agents.kosmos.text import TextEncoder, load_tokenizer
-    from vlaeval.training.common import config_text, load_config, save_config, seed_everything
+    from vlaeval.training.common import config_text, open_run
     from vlaeval.training.dataset import WindowDataset, collate, load_or_compute_stats
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = Path(cfg.out)
-    state_file, last = run / "trainer_state.pt", run / "last"
-    resuming = last.is_dir() and state_file.is_file()
-    if resuming:
-        saved = load_config(BCConfig, run / "train_config.json")
-        differs = {k for k in ("data", "agent", "window", "chunk", "action_space", "batch_size", "lr", "seed", "model_overrides")
-                   if getattr(saved, k) != getattr(cfg, k)}
-        if differs:
-            raise VlaevalError(f"{run} was trained with different {', '.join(sorted(differs))}; resume with the same "
-                               f"settings or pick another --out")
-    echo(f"BCConfig ({'resuming' if resuming else 'new run'} in {run}):\n{config_text(cfg)}")
-    save_config(cfg, run / "train_config.json")
-    seed_everything(cfg.seed)
+    run_dir = open_run(cfg, ("data", "agent", "window", "chunk", "action_space", "batch_size", "lr", "seed", "model_overrides"), echo)
+    run, state_file, last, resuming = run_dir.path, run_dir.state_file, run_dir.last, run_dir.resuming
     mconf = model_config(cfg)
     codec, stats = load_or_compute_stats(cfg.data, cfg.train_split, mconf.n_bins)
     if resuming:

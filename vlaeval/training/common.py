@@ -40,6 +40,38 @@ def load_config(cls: type, path: Path) -> Any:
     return cls(**kwargs)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """A trainer's run directory: where the last checkpoint and the trainer state live."""
+
+    path: Path
+    last: Path
+    state_file: Path
+    resuming: bool
+
+
+def open_run(cfg: Any, compare: Sequence[str], echo: Any) -> RunDir:
+    """Start or resume the run in ``cfg.out``: seed, print and save the config.
+
+    A run resumes when it holds both its last checkpoint and the trainer state; resuming with
+    different values of the ``compare`` fields would silently mix two experiments, so it fails.
+    """
+    if getattr(cfg, "threads", None):
+        torch.set_num_threads(cfg.threads)
+    path = Path(cfg.out)
+    run = RunDir(path, path / "last", path / "trainer_state.pt", (path / "last").is_dir() and (path / "trainer_state.pt").is_file())
+    if run.resuming:
+        saved = load_config(type(cfg), path / "train_config.json")
+        differs = sorted(k for k in compare if getattr(saved, k) != getattr(cfg, k))
+        if differs:
+            raise VlaevalError(f"{path} was trained with different {', '.join(differs)}; resume with the same "
+                               f"settings or pick another --out")
+    echo(f"{type(cfg).__name__} ({'resuming' if run.resuming else 'new run'} in {path}):\n{config_text(cfg)}")
+    save_config(cfg, path / "train_config.json")
+    seed_everything(cfg.seed)
+    return run
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

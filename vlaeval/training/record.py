@@ -173,8 +173,8 @@ def _plan(config: RecordConfig) -> list[tuple[str, EpisodeSpec]]:
     return [("", ep) for ep in episodes[: config.episodes]]
 
 
-def _record_shard(shard: _Shard) -> tuple[str, int, int]:
-    """Play a shard's episodes and write them to ``shard.path``; returns (path, demos, failed)."""
+def _record_shard(shard: _Shard) -> tuple[str, int, int, str]:
+    """Play a shard's episodes and write them to ``shard.path``; returns (path, demos, failed, action type)."""
     import h5py
 
     from vlaeval.agents.base import AgentContext
@@ -221,7 +221,7 @@ def _record_shard(shard: _Shard) -> tuple[str, int, int]:
             env.close()
         if callable(getattr(agent, "close", None)):
             agent.close()
-    return shard.path, len(shard.items), failed
+    return shard.path, len(shard.items), failed, action_type
 
 
 def _make_env(suite: Any, spec: Any, setting: str, agent_spec: AgentSpec, action_type: str, scene: str) -> Any:
@@ -291,6 +291,7 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
               for k in range(n_shards)]
     started = time.perf_counter()
     failed = 0
+    action_types: set[str] = set()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -299,8 +300,9 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
     try:
         if config.workers == 1:
             for shard in shards:
-                _, n, bad = _record_shard(shard)
+                _, n, bad, action_type = _record_shard(shard)
                 failed += bad
+                action_types.add(action_type)
                 if bar is not None:
                     bar.update(n)
                     bar.set_postfix_str(f"failed={failed}")
@@ -310,14 +312,16 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
             with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as pool:
                 futures = [pool.submit(_record_shard, s) for s in shards]
                 for fut in as_completed(futures):
-                    _, n, bad = fut.result()
+                    _, n, bad, action_type = fut.result()
                     failed += bad
+                    action_types.add(action_type)
                     if bar is not None:
                         bar.update(n)
                         bar.set_postfix_str(f"failed={failed}")
         header = {
             "suite": config.suite, "setting": config.setting, "agent": config.agent, "scenes": list(config.scenes),
             "cameras": list(config.cameras), "tasks": list(config.tasks), "chain_length": config.chain_length,
+            "action_type": action_types.pop(),  # every shard negotiates the same one
             "seed": config.seed, "env_args": {"env_name": "vlaeval/Calvin-v0" if config.suite == "calvin" else config.suite,
                                              "type": "vlaeval", "env_kwargs": {"cameras": list(config.cameras)}},
         }

@@ -213,21 +213,10 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 
     from vlaeval.agents.checkpoint import load_checkpoint, save_checkpoint
     from vlaeval.agents.kosmos.config import agent_spec
-    from vlaeval.training.common import BatchedPolicy, config_text, load_config, save_config, seed_everything
+    from vlaeval.training.common import BatchedPolicy, open_run
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = Path(cfg.out)
-    state_file, last = run / "trainer_state.pt", run / "last"
-    resuming = last.is_dir() and state_file.is_file()
-    if resuming:
-        saved = load_config(RLConfig, run / "train_config.json")
-        differs = [k for k in ("checkpoint", "task", "suite", "setting", "group_size", "seed") if getattr(saved, k) != getattr(cfg, k)]
-        if differs:
-            raise VlaevalError(f"{run} was trained with different {', '.join(differs)}; pick another --out")
-    echo(f"RLConfig ({'resuming' if resuming else 'new run'} in {run}):\n{config_text(cfg)}")
-    save_config(cfg, run / "train_config.json")
-    seed_everything(cfg.seed)
+    run_dir = open_run(cfg, ("checkpoint", "task", "suite", "setting", "group_size", "seed"), echo)
+    run, state_file, last, resuming = run_dir.path, run_dir.state_file, run_dir.last, run_dir.resuming
     model, config, codec = load_checkpoint(last if resuming else cfg.checkpoint)
     if config.action_space != "continuous":
         raise VlaevalError("train rl supports continuous-action checkpoints (Gaussian exploration around the arm action)")

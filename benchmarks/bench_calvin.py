@@ -4,8 +4,9 @@
 
 Prints steps per second (wall and per CPU-second) of ``vlaeval/Calvin-v0`` with both cameras
 (200x200 static + 84x84 gripper) and with cameras off, next to a floor that does the same number
-of ``stepSimulation`` calls and camera renders of the same bodies with no env logic; the ratio is
-what the env's logic (IK, contacts, predicates, observation building) adds.  Then the wall time
+of ``stepSimulation`` calls and camera renders of the same bodies, moving the same way (it replays
+the joint positions the env's controller reached as raw motor targets) with no env logic; the
+ratio is what the env's logic (IK, contacts, predicates, observation building) adds.  Then the wall time
 of the scripted expert on the first N official chains.  Goals (issue 3): >= 40 steps per
 CPU-second with both cameras (5x upstream's 7-8), >= 140 steps/s with cameras off, logic
 overhead under 25 % of the floor.
@@ -37,22 +38,36 @@ def measure(cameras: tuple[str, ...], steps: int) -> dict[str, tuple[float, floa
     import vlaeval.envs.registration  # noqa: F401
     from vlaeval.envs.calvin.cameras import GRIPPER, STATIC, gripper_view, static_view
     from vlaeval.envs.calvin.env import SUBSTEPS
-    from vlaeval.envs.calvin.robot import GRIPPER_CAM_LINK
+    from vlaeval.envs.calvin.robot import ARM_JOINTS, FINGER_JOINTS, GRIPPER_CAM_LINK
     from vlaeval.envs.calvin.suite import CalvinSuite
 
     episode = CalvinSuite().episodes("D->D", 0)[0]
     env = gymnasium.make("vlaeval/Calvin-v0", scene="D", cameras=cameras).unwrapped
-    env.reset(seed=episode.seed, options=dict(episode.options))
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, size=(steps, 7)).astype(np.float32)
+    robot = env.body_ids["robot"]
+    joints = list(ARM_JOINTS + FINGER_JOINTS)
+
+    # An untimed pass records the joint positions the controller reached after every step; the
+    # floor replays them as motor targets, so both do the same physics work (a settled arm
+    # simulates much faster than a moving one, which would flatter the env's overhead).
+    env.reset(seed=episode.seed, options=dict(episode.options))
+    reached = []
+    for action in actions:
+        env.step(action)
+        reached.append([s[0] for s in pb.getJointStates(robot, joints, physicsClientId=env.client_id)])
+
+    env.reset(seed=episode.seed, options=dict(episode.options))
     it = iter(actions)
     env_rate = _timed(lambda: env.step(next(it)), steps)
 
+    env.reset(seed=episode.seed, options=dict(episode.options))
     client = env.client_id
     static_v, static_p, grip_p = static_view(), STATIC.projection(), GRIPPER.projection()
-    robot = env.body_ids["robot"]
+    targets = iter(reached)
 
     def raw_step() -> None:
+        pb.setJointMotorControlArray(robot, joints, pb.POSITION_CONTROL, targetPositions=next(targets), physicsClientId=client)
         for _ in range(SUBSTEPS):
             pb.stepSimulation(physicsClientId=client)
         if "rgb_static" in cameras:

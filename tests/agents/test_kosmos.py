@@ -102,6 +102,7 @@ def test_invalid_history_slots_are_ignored(head) -> None:
 @pytest.mark.parametrize("space", ["continuous", "discrete"])
 def test_tiny_model_trains(space) -> None:
     """A few optimiser steps on one batch of windows lower the RoboVLMs loss (end-to-end gradients)."""
+    torch.manual_seed(0)  # dropout draws from the global generator: independent of test order
     config = get_preset("kosmos-lstm-tiny", action_space=space, window_size=4, chunk_size=3)
     model = build_model(config).train()
     codec = ActionCodec.symmetric(1.0)
@@ -114,9 +115,9 @@ def test_tiny_model_trains(space) -> None:
     arm_target = torch.from_numpy(codec.to_bins(targets) if space == "discrete" else targets.astype(np.float32))
     gripper_target = torch.from_numpy(rng.choice([-1.0, 1.0], (b, w, c)).astype(np.float32))
     valid = torch.ones(b, w, c)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(20):
+    for _ in range(30):
         features = model.encode([frames], ids, mask).view(b, w, -1)
         arm, grip = model.predict(features, torch.ones(b, w))
         loss = action_loss(arm, grip, arm_target, gripper_target, valid, config)
@@ -125,7 +126,7 @@ def test_tiny_model_trains(space) -> None:
         optimiser.step()
         losses.append(loss.item())
     assert model.action_token.grad is not None and model.backbone.vision_model.model.embeddings.patch_embedding.weight.grad is not None
-    assert losses[-1] < 0.75 * losses[0], str([round(v, 3) for v in losses])
+    assert np.mean(losses[-5:]) < 0.75 * losses[0], str([round(v, 3) for v in losses])
 
 
 # --- presets --------------------------------------------------------------------------------

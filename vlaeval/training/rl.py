@@ -175,12 +175,17 @@ def evaluate_task(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max
 def grpo_loss(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Sequence[float], instruction: str,
               std: float, clip: float) -> Any:
     """PPO-clipped surrogate with one advantage per rollout (mean over each rollout's steps,
-    then over rollouts); rollouts with a zero advantage are skipped."""
+    then over rollouts); rollouts with a zero advantage are skipped.
+
+    The feature normalisation keeps its running statistics (eval mode) even when the model
+    trains: the rollouts were played with them, and the PPO ratio must score the same function.
+    """
     import torch
 
     from vlaeval.training.common import unfold_windows
 
     config = model.config
+    model.feature_norm.eval()
     total, used = None, 0
     for r, adv in zip(rollouts, advantages):
         if adv == 0 or not len(r):

@@ -15,6 +15,7 @@ from vlaeval.errors import VlaevalError
 
 HEADS = ("lstm", "fc", "gpt")
 ACTION_SPACES = ("continuous", "discrete")
+FEATURE_NORMS = ("none", "batch")
 CAMERAS = ("rgb_static", "rgb_gripper")
 
 #: Hub id of the pretrained backbone used by the full-size preset.
@@ -42,6 +43,12 @@ class KosmosVLAConfig:
         head: policy head, one of :data:`HEADS`; ``fc`` is memoryless (looks at the current step
             only), ``lstm`` and ``gpt`` model the history window.
         head_hidden_size: width of the per-step feature and of the head.
+        feature_norm: ``batch`` standardises each feature dimension over the batch in training
+            (running statistics at inference, so runtimes see a fixed affine map) before the
+            head. A randomly initialised backbone's feature is a large constant plus a small
+            input-dependent part; that saturates the LSTM's gates so it learns nothing (it fails
+            to overfit 32 windows), and centring the feature lets it learn. ``none`` feeds the
+            projection as is (a pretrained backbone).
         head_layers: LSTM layers or transformer blocks of the head.
         head_attention_heads: attention heads of the ``gpt`` head.
         action_space: ``continuous`` (tanh regression of the arm) or ``discrete`` (``n_bins``-way
@@ -62,6 +69,7 @@ class KosmosVLAConfig:
     cameras: tuple[str, ...] = ("rgb_static",)
     head: str = "lstm"
     head_hidden_size: int = 512
+    feature_norm: str = "none"
     head_layers: int = 2
     head_attention_heads: int = 4
     action_space: str = "continuous"
@@ -78,6 +86,8 @@ class KosmosVLAConfig:
         object.__setattr__(self, "backbone", dict(self.backbone))
         if self.head not in HEADS:
             raise ValueError(f"head={self.head!r} is not one of {', '.join(HEADS)}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm={self.feature_norm!r} is not one of {', '.join(FEATURE_NORMS)}")
         if self.action_space not in ACTION_SPACES:
             raise ValueError(f"action_space={self.action_space!r} is not one of {', '.join(ACTION_SPACES)}")
         unknown = [c for c in self.cameras if c not in CAMERAS]
@@ -138,7 +148,7 @@ PRESETS: Mapping[str, KosmosVLAConfig] = {
     "kosmos-lstm": KosmosVLAConfig(
         pretrained=KOSMOS2_HUB_ID, tokenizer=KOSMOS2_HUB_ID, image_size=224, head_hidden_size=1024
     ),
-    "kosmos-lstm-tiny": KosmosVLAConfig(backbone=TINY_BACKBONE, image_size=84, head_hidden_size=64),
+    "kosmos-lstm-tiny": KosmosVLAConfig(backbone=TINY_BACKBONE, image_size=84, head_hidden_size=64, feature_norm="batch"),
 }
 
 

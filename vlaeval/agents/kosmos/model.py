@@ -129,6 +129,7 @@ class KosmosVLA(nn.Module):
         self.action_token = nn.Parameter(torch.randn(text_dim) * 0.02)
         hidden = config.head_hidden_size
         self.feature_proj = nn.Linear(text_dim, hidden)
+        self.feature_norm: nn.Module = nn.BatchNorm1d(hidden) if config.feature_norm == "batch" else nn.Identity()
         if config.head == "lstm":
             self.head: nn.Module = LSTMHead(hidden, config.head_layers)
         elif config.head == "fc":
@@ -165,7 +166,7 @@ class KosmosVLA(nn.Module):
         # Positions count real tokens only, so right padding never changes a row's result.
         positions = torch.cumsum(mask, dim=1) * mask + self.padding_idx
         hidden = text(inputs_embeds=torch.cat(pieces, dim=1), attention_mask=mask, position_ids=positions)
-        return self.feature_proj(hidden.last_hidden_state[:, -1])
+        return self.feature_norm(self.feature_proj(hidden.last_hidden_state[:, -1]))
 
     def predict(self, window: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Head outputs at every window position: arm (B, W, C, A[, bins]) and gripper logits (B, W, C).

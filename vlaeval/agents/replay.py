@@ -38,21 +38,19 @@ class ReplayAgent(Agent):
     def __init__(self, data: str | os.PathLike[str], demo: str | None = None) -> None:
         import h5py
 
-        from vlaeval.training.demos import demo_path
+        from vlaeval.training.demos import demo_path, read_demo
 
         path = demo_path(data)
         try:
             with h5py.File(path, "r") as f:
                 header = json.loads(f["data"].attrs.get("vlaeval", "{}"))
-                groups = {name: f["data"][name] for name in f["data"]}
-                if demo is not None and demo not in groups:
-                    raise VlaevalError(f"{path} has no demo {demo!r}; it holds demo_0 .. demo_{len(groups) - 1}")
-                names = [demo] if demo is not None else list(groups)
-                self._demos = {name: (groups[name]["actions"][()], groups[name]["subtask"][()].astype(np.int64))
-                               for name in names}
-                self._by_seed = {int(groups[name].attrs.get("seed", 0)): name for name in names}
+                if demo is not None and demo not in f["data"]:
+                    raise VlaevalError(f"{path} has no demo {demo!r}; it holds demo_0 .. demo_{len(f['data']) - 1}")
+                recorded = {name: read_demo(f["data"][name], keys=()) for name in ([demo] if demo is not None else f["data"])}
         except (OSError, KeyError) as exc:
             raise VlaevalError(f"{path} is not a readable vlaeval demonstration file ({exc}); re-record it") from exc
+        self._demos = {name: (d.actions, d.subtask) for name, d in recorded.items()}
+        self._by_seed = {d.seed: name for name, d in recorded.items()}
         self._fixed = demo
         self._relative = header.get("action_type", "relative_ee") == "relative_ee"
         self.spec = AgentSpec(action_type=header.get("action_type", ANY))

@@ -29,9 +29,9 @@ from vlaeval.envs.calvin.cameras import (
     CAMERA_KEYS,
     GRIPPER,
     STATIC,
+    StaticCamera,
     gripper_view,
     render,
-    static_view,
 )
 from vlaeval.envs.calvin.initial_state import (
     ROBOT_OBS_ARM_JOINTS,
@@ -45,7 +45,7 @@ from vlaeval.envs.calvin.initial_state import (
     SCENE_OBS_SLIDER,
     SCENE_OBS_SWITCH,
 )
-from vlaeval.envs.calvin.predicates import PREDICATES, BlockState, Snapshot
+from vlaeval.envs.calvin.predicates import DESK_PLANK, PREDICATES, BlockState, Snapshot
 from vlaeval.envs.calvin.robot import FINGER_OPEN, INITIAL_JOINTS, Robot
 from vlaeval.envs.calvin.scene import (
     COLOUR_RGBA,
@@ -120,8 +120,8 @@ class CalvinEnv(gymnasium.Env):
 
         self._client = pb.connect(pb.DIRECT)
         self._build_world()
-        self._static_view = static_view()
-        self._static_projection = STATIC.projection()
+        wants_static = render_mode == "rgb_array" or any(k.endswith("static") for k in self.cameras)
+        self._static_camera = StaticCamera(self._client, self.static_size, self.fixed_visuals) if wants_static else None
         self._gripper_projection = GRIPPER.projection()
 
         self.action_space = (
@@ -215,7 +215,7 @@ class CalvinEnv(gymnasium.Env):
         joints = self._desk.joint_positions()
         self._snapshot = self._take_snapshot(joints)
         self._start = self._snapshot
-        return self._observation(joints), self._info(False, self.current_task or "", 0)
+        return self._observation(), self._info(False, self.current_task or "", 0)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=np.float64)
@@ -238,14 +238,13 @@ class CalvinEnv(gymnasium.Env):
             self._start = self._snapshot
         terminated = success and self._index == len(self._tasks)
         reward = 1.0 if success else 0.0
-        return self._observation(joints), reward, terminated, False, self._info(success, task or "", index)
+        return self._observation(), reward, terminated, False, self._info(success, task or "", index)
 
     def render(self) -> np.ndarray | None:
         """The static camera image (``render_mode="rgb_array"``), rendered on demand."""
         if self.render_mode != "rgb_array":
             return None
-        image, _ = render(self._client, self.static_size, self._static_view, self._static_projection, STATIC,
-                          rgb=True, depth=False)
+        image, _ = self._static_camera.render(rgb=True, depth=False)
         return image
 
     def close(self) -> None:
@@ -313,52 +312,57 @@ class CalvinEnv(gymnasium.Env):
             pb.resetBasePositionAndOrientation(body, values[:3].tolist(), orientation, physicsClientId=self._client)
             pb.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0), physicsClientId=self._client)
 
-    def _contacts(self, body: int) -> frozenset[tuple[int, int]]:
-        """(other body, other link) over the body's contact points of the last substep."""
-        return frozenset(
-            (c[2], c[4]) if c[1] == body else (c[1], c[3])
-            for c in pb.getContactPoints(bodyA=body, physicsClientId=self._client)
-        )
+    def _contacts(self) -> dict[int, frozenset[tuple[int, int]]]:
+        """For the robot and each block, (other body, other link) over its contact points of the
+        last substep: one query of all contact points, split by body (not one query per body)."""
+        bodies = (self._robot.body_id, *self._blocks.values())
+        touching: dict[int, set[tuple[int, int]]] = {body: set() for body in bodies}
+        for point in pb.getContactPoints(physicsClientId=self._client):
+            body_a, body_b = point[1], point[2]
+            if body_a in touching:
+                touching[body_a].add((body_b, point[4]))
+            if body_b in touching:
+                touching[body_b].add((body_a, point[3]))
+        return {body: frozenset(pairs) for body, pairs in touching.items()}
 
     def _take_snapshot(self, joints: tuple[float, float, float, float]) -> Snapshot:
         c = self._client
+        contacts = self._contacts()
         blocks = []
         for colour, body in self._blocks.items():
             position, orientation = pb.getBasePositionAndOrientation(body, physicsClientId=c)
             linear, angular = pb.getBaseVelocity(body, physicsClientId=c)
-            blocks.append((colour, BlockState(body, position, orientation, linear, angular, self._contacts(body))))
+            blocks.append((colour, BlockState(body, position, orientation, linear, angular, contacts[body])))
         slide, drawer, button, switch = joints
         return Snapshot(
             robot_id=self._robot.body_id, desk_id=self._desk.body_id,
-            robot_contacts=self._contacts(self._robot.body_id), blocks=tuple(blocks),
+            robot_contacts=contacts[self._robot.body_id], blocks=tuple(blocks),
             slide=slide, drawer=drawer, button=button, switch=switch,
             lightbulb=self._desk.lightbulb, led=self._desk.led,
         )
 
     def _scene_obs(self) -> np.ndarray:
         snap = self._snapshot
-        obs = np.empty(SCENE_OBS_SIZE, dtype=np.float64)
-        obs[:6] = (snap.slide, snap.drawer, snap.button, snap.switch, snap.lightbulb, snap.led)
-        for slot, colour in enumerate(self.layout.block_order):
+        values = [snap.slide, snap.drawer, snap.button, snap.switch, snap.lightbulb, snap.led]
+        for colour in self.layout.block_order:  # scene_obs slots follow the scene's block order
             block = snap.block(colour)
-            obs[6 + 6 * slot : 9 + 6 * slot] = block.position
-            obs[9 + 6 * slot : 12 + 6 * slot] = pb.getEulerFromQuaternion(block.orientation)
-        return obs
+            values += (*block.position, *pb.getEulerFromQuaternion(block.orientation))
+        return np.array(values, dtype=np.float64)
 
-    def _observation(self, joints: tuple[float, float, float, float]) -> dict[str, Any]:
+    def _observation(self) -> dict[str, Any]:
+        wants = self.cameras
+        gripper = "rgb_gripper" in wants or "depth_gripper" in wants
+        robot_obs, camera_pose = self._robot.observation(camera_pose=gripper)
         obs: dict[str, Any] = {
-            "robot_obs": self._robot.observation(),
+            "robot_obs": robot_obs,
             "scene_obs": self._scene_obs(),
             "language": self._instructions[self._index] if self._index < len(self._instructions) else "",
         }
-        wants = set(self.cameras)
-        if wants & {"rgb_static", "depth_static"}:
-            obs["rgb_static"], obs["depth_static"] = render(
-                self._client, self.static_size, self._static_view, self._static_projection, STATIC,
-                "rgb_static" in wants, "depth_static" in wants,
-            )
-        if wants & {"rgb_gripper", "depth_gripper"}:
-            view = gripper_view(*self._robot.camera_link_pose())
+        if "rgb_static" in wants or "depth_static" in wants:
+            obs["rgb_static"], obs["depth_static"] = self._static_camera.render("rgb_static" in wants,
+                                                                                "depth_static" in wants)
+        if gripper:
+            view = gripper_view(*camera_pose)
             obs["rgb_gripper"], obs["depth_gripper"] = render(
                 self._client, self.gripper_size, view, self._gripper_projection, GRIPPER,
                 "rgb_gripper" in wants, "depth_gripper" in wants,
@@ -371,6 +375,13 @@ class CalvinEnv(gymnasium.Env):
     def client_id(self) -> int:
         """The pybullet client of this env (for tests and tools that must query it directly)."""
         return self._client
+
+    @property
+    def fixed_visuals(self) -> tuple[tuple[int, int], ...]:
+        """(body, link) of every visual that never moves or changes colour: the desk carcass and
+        shelf, the ground and the pedestal (what :class:`StaticCamera` rasterises only once)."""
+        desk = self._desk.body_id
+        return (desk, -1), (desk, DESK_PLANK), (self._ground, -1), (self._robot.pedestal_id, -1)
 
     @property
     def body_ids(self) -> dict[str, int]:

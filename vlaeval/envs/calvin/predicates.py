@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -103,20 +104,23 @@ PLACE_SURFACE_LINK = {"slider": DESK_PLANK, "drawer": DESK_DRAWER}
 STILL_MAX_VELOCITY = 1.0
 
 
+@lru_cache(maxsize=64)
+def _rotation_matrix(q: tuple[float, ...]) -> np.ndarray:
+    """R(q) of a quaternion (x, y, z, w).  Cached: a subtask's start orientation is the same at
+    every step of the subtask; callers must not modify the returned array."""
+    x, y, z, w = q
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
 def _relative_euler_deg(q_start: tuple[float, ...], q_end: tuple[float, ...]) -> tuple[float, float, float]:
     """Extrinsic x-y-z Euler angles (degrees) of R(q_E)·R(q_S)ᵀ, the rotation applied in between."""
-
-    def matrix(q: tuple[float, ...]) -> np.ndarray:
-        x, y, z, w = q
-        return np.array(
-            [
-                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-            ]
-        )
-
-    r = matrix(q_end) @ matrix(q_start).T
+    r = _rotation_matrix(tuple(q_end)) @ _rotation_matrix(tuple(q_start)).T
     beta = math.asin(max(-1.0, min(1.0, -r[2, 0])))
     alpha = math.atan2(r[2, 1], r[2, 2])
     gamma = math.atan2(r[1, 0], r[0, 0])

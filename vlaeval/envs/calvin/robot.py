@@ -15,20 +15,13 @@ import numpy as np
 import pybullet as pb
 import pybullet_data
 
-from vlaeval.envs.calvin.initial_state import (
-    ROBOT_OBS_ARM_JOINTS,
-    ROBOT_OBS_GRIPPER_ACTION,
-    ROBOT_OBS_GRIPPER_WIDTH,
-    ROBOT_OBS_SIZE,
-    ROBOT_OBS_TCP_ORN,
-    ROBOT_OBS_TCP_POS,
-)
 from vlaeval.envs.calvin.scene import cached_file
 
 BASE_POSITION = (-0.34, -0.46, 0.24)
 PEDESTAL_POSITION = (-0.39, -0.46, 0.12)
 ARM_JOINTS = (0, 1, 2, 3, 4, 5, 6)
 FINGER_JOINTS = (9, 11)
+MOTOR_JOINTS = ARM_JOINTS + FINGER_JOINTS
 LEFT_TIP, RIGHT_TIP = 10, 12
 GRIPPER_CAM_LINK = 14
 TCP_LINK = 15
@@ -36,20 +29,29 @@ TCP_LINK = 15
 #: Scene default joints: the neutral pose of random resets and the IK rest pose (§D.6).
 INITIAL_JOINTS = (-1.21779206, 1.03987646, 2.11978261, -2.34205014, -0.87015947, 1.64119353, 0.55344866)
 IK_REST_POSE = INITIAL_JOINTS + (0.04, 0.04)
-IK_CLIP_LOWER = np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973])
-IK_CLIP_UPPER = np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973])
+IK_CLIP_LOWER = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
+IK_CLIP_UPPER = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
 IK_LIMIT = 7.0  # the null-space solver is given +-7 rad limits for all 9 DoF
+_IK_ARGUMENTS = dict(lowerLimits=[-IK_LIMIT] * 9, upperLimits=[IK_LIMIT] * 9, jointRanges=[IK_LIMIT] * 9,
+                     restPoses=list(IK_REST_POSE))
 
 ARM_FORCE = 200.0
 ARM_MAX_VELOCITY = 2.0
 FINGER_OPEN = 0.04
 FINGER_MAX_VELOCITY = 1.0
+#: Finger motor force while a reset holds the fingers at their placed width.
+RESET_FINGER_FORCE = 200.0
+_ARM_FORCES = (ARM_FORCE,) * len(ARM_JOINTS)
+_MAX_VELOCITIES = (ARM_MAX_VELOCITY,) * len(ARM_JOINTS) + (FINGER_MAX_VELOCITY,) * len(FINGER_JOINTS)
 #: Gripper command -> (finger target, motor force): opening is gentle, closing squeezes (§D.7).
 GRIPPER_MOTOR = {1.0: (FINGER_OPEN, 2.0), -1.0: (0.0, 200.0)}
 
 #: Relative action scaling: metres and radians per unit action (§D.7).
 POSITION_SCALE = 0.02
 ORIENTATION_SCALE = 0.05
+
+#: A world pose: position (x, y, z) and quaternion (x, y, z, w).
+Pose = tuple[tuple[float, float, float], tuple[float, float, float, float]]
 
 _ASSET = Path(__file__).with_name("assets") / "panda_longer_finger.urdf"
 
@@ -96,8 +98,10 @@ class Robot:
         pb.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=client)
         #: Last gripper command (+1 open / -1 close), reported in robot_obs[14].
         self.gripper_command = 1.0
-        self._target_position = np.zeros(3)
-        self._target_euler = np.zeros(3)
+        # The target pose as plain floats: it is updated every step, where numpy's per-call
+        # overhead on 3-vectors costs more than the arithmetic (the values are the same).
+        self._target_position = [0.0, 0.0, 0.0]
+        self._target_euler = [0.0, 0.0, 0.0]
 
     # --- reset -----------------------------------------------------------------------------
 
@@ -119,52 +123,51 @@ class Robot:
             pb.resetJointState(body, joint, float(q), 0.0, physicsClientId=c)
         for joint in FINGER_JOINTS:
             pb.resetJointState(body, joint, finger, 0.0, physicsClientId=c)
-        self._command_arm(np.asarray(arm_joints, dtype=np.float64))
-        self._command_fingers(finger, 200.0)
+        # The full per-joint command, velocity limits included; steps then only change targets
+        # and forces (see _command).
+        targets = [float(q) for q in arm_joints] + [finger] * len(FINGER_JOINTS)
+        forces = _ARM_FORCES + (RESET_FINGER_FORCE,) * len(FINGER_JOINTS)
+        for joint, q, force, velocity in zip(MOTOR_JOINTS, targets, forces, _MAX_VELOCITIES):
+            pb.setJointMotorControl2(body, joint, pb.POSITION_CONTROL, targetPosition=q, force=force,
+                                     maxVelocity=velocity, physicsClientId=c)
         position, orientation = self.tcp_pose()
-        self._target_position = position
-        self._target_euler = np.array(pb.getEulerFromQuaternion(orientation))
+        self._target_position = position.tolist()
+        self._target_euler = list(pb.getEulerFromQuaternion(orientation))
 
     # --- control ---------------------------------------------------------------------------
 
     def apply_relative(self, action: np.ndarray) -> None:
         """Accumulate a scaled (not clipped) relative action into the target pose, then track it."""
-        self._target_position = self._target_position + POSITION_SCALE * np.asarray(action[:3], dtype=np.float64)
-        self._target_euler = self._target_euler + ORIENTATION_SCALE * np.asarray(action[3:6], dtype=np.float64)
-        self._track(float(action[6]))
+        values = np.asarray(action, dtype=np.float64).tolist()
+        self._target_position = [t + POSITION_SCALE * d for t, d in zip(self._target_position, values[:3])]
+        self._target_euler = [t + ORIENTATION_SCALE * d for t, d in zip(self._target_euler, values[3:6])]
+        self._track(values[6])
 
     def apply_absolute(self, action: np.ndarray) -> None:
         """Track a world TCP pose (xyz, Euler xyz) given directly."""
-        self._target_position = np.asarray(action[:3], dtype=np.float64).copy()
-        self._target_euler = np.asarray(action[3:6], dtype=np.float64).copy()
-        self._track(float(action[6]))
+        values = np.asarray(action, dtype=np.float64).tolist()
+        self._target_position, self._target_euler = values[:3], values[3:6]
+        self._track(values[6])
 
     def _track(self, gripper: float) -> None:
-        c = self._client
-        orientation = pb.getQuaternionFromEuler(self._target_euler.tolist())
-        solution = pb.calculateInverseKinematics(
-            self.body_id, TCP_LINK, self._target_position.tolist(), orientation,
-            lowerLimits=[-IK_LIMIT] * 9, upperLimits=[IK_LIMIT] * 9, jointRanges=[IK_LIMIT] * 9,
-            restPoses=list(IK_REST_POSE), physicsClientId=c,
-        )
-        self._command_arm(np.clip(solution[:7], IK_CLIP_LOWER, IK_CLIP_UPPER))
+        orientation = pb.getQuaternionFromEuler(self._target_euler)
+        solution = pb.calculateInverseKinematics(self.body_id, TCP_LINK, self._target_position, orientation,
+                                                 **_IK_ARGUMENTS, physicsClientId=self._client)
+        arm = [min(max(q, lo), hi) for q, lo, hi in zip(solution, IK_CLIP_LOWER, IK_CLIP_UPPER)]
         self.gripper_command = binarise_gripper(gripper)
-        self._command_fingers(*GRIPPER_MOTOR[self.gripper_command])
+        self._command(arm, *GRIPPER_MOTOR[self.gripper_command])
 
-    def _command_arm(self, targets: np.ndarray) -> None:
-        # setJointMotorControlArray has no maxVelocity, which upstream sets, hence one call per joint.
-        for joint, q in zip(ARM_JOINTS, targets):
-            pb.setJointMotorControl2(
-                self.body_id, joint, pb.POSITION_CONTROL, targetPosition=float(q), force=ARM_FORCE,
-                maxVelocity=ARM_MAX_VELOCITY, physicsClientId=self._client,
-            )
+    def _command(self, arm: list[float], finger: float, finger_force: float) -> None:
+        """Targets and forces of all 9 motors in one call.
 
-    def _command_fingers(self, target: float, force: float) -> None:
-        for joint in FINGER_JOINTS:
-            pb.setJointMotorControl2(
-                self.body_id, joint, pb.POSITION_CONTROL, targetPosition=target, force=force,
-                maxVelocity=FINGER_MAX_VELOCITY, physicsClientId=self._client,
-            )
+        setJointMotorControlArray cannot set a velocity limit, but pybullet keeps each motor's
+        limit until a command sets it again, so the limits :meth:`reset` sets still hold: this is
+        the same motor state as upstream's per-joint calls, at one call instead of nine.
+        """
+        pb.setJointMotorControlArray(
+            self.body_id, MOTOR_JOINTS, pb.POSITION_CONTROL, targetPositions=arm + [finger] * len(FINGER_JOINTS),
+            forces=_ARM_FORCES + (finger_force,) * len(FINGER_JOINTS), physicsClientId=self._client,
+        )
 
     # --- state -----------------------------------------------------------------------------
 
@@ -173,25 +176,21 @@ class Robot:
         state = pb.getLinkState(self.body_id, TCP_LINK, computeForwardKinematics=True, physicsClientId=self._client)
         return np.array(state[4]), np.array(state[5])
 
-    def camera_link_pose(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """World pose of the gripper camera link (14)."""
-        state = pb.getLinkState(self.body_id, GRIPPER_CAM_LINK, computeForwardKinematics=True,
-                                physicsClientId=self._client)
-        return state[4], state[5]
-
-    def observation(self) -> np.ndarray:
-        """robot_obs (§B.1): TCP pose, gripper width, arm joints, last gripper command."""
-        joints = pb.getJointStates(self.body_id, ARM_JOINTS + FINGER_JOINTS, physicsClientId=self._client)
-        position, orientation = self.tcp_pose()
-        obs = np.empty(ROBOT_OBS_SIZE, dtype=np.float64)
-        obs[ROBOT_OBS_TCP_POS] = position
-        obs[ROBOT_OBS_TCP_ORN] = pb.getEulerFromQuaternion(orientation.tolist())
-        obs[ROBOT_OBS_GRIPPER_WIDTH] = joints[7][0] + joints[8][0]
-        obs[ROBOT_OBS_ARM_JOINTS] = [j[0] for j in joints[:7]]
-        obs[ROBOT_OBS_GRIPPER_ACTION] = self.gripper_command
-        return obs
+    def observation(self, camera_pose: bool = False) -> tuple[np.ndarray, Pose | None]:
+        """robot_obs (§B.1: TCP pose, gripper width, arm joints, last gripper command) and, if
+        ``camera_pose``, the world pose of the gripper camera link (14), both from a single
+        forward-kinematics pass."""
+        c = self._client
+        joints = pb.getJointStates(self.body_id, MOTOR_JOINTS, physicsClientId=c)
+        links = pb.getLinkStates(self.body_id, (TCP_LINK, GRIPPER_CAM_LINK) if camera_pose else (TCP_LINK,),
+                                 computeForwardKinematics=True, physicsClientId=c)
+        tcp = links[0]
+        # In initial_state.ROBOT_OBS_LAYOUT order, built in one numpy call (this runs every step).
+        obs = np.array([*tcp[4], *pb.getEulerFromQuaternion(tcp[5]), joints[7][0] + joints[8][0],
+                        *(j[0] for j in joints[:7]), self.gripper_command], dtype=np.float64)
+        return obs, ((links[1][4], links[1][5]) if camera_pose else None)
 
     @property
     def target_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """The controller's current target (position, Euler xyz); relative actions add to it."""
-        return self._target_position.copy(), self._target_euler.copy()
+        return np.array(self._target_position), np.array(self._target_euler)

@@ -74,7 +74,8 @@ def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 @click.option("--seed", type=int, help="Base seed (default: the suite protocol's).")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes (or Ray tasks with --executor ray); results do not depend on it.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="runs", show_default=True, help="Parent folder of run directories.")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Finish an interrupted run directory.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False),
+              help="Finish an interrupted run directory (with --episodes N: extend it to the first N episodes).")
 @click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
 @click.option("--checkpoint", type=click.Path(), help="Agent checkpoint (shorthand for --agent-opt checkpoint=PATH).")
 @click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tensorrt"]),

@@ -231,3 +231,29 @@ def test_kosmos_reset_slot_restarts_one_slot_of_the_batch() -> None:
     np.testing.assert_allclose(np.stack([b[0] for b in batched]), np.stack(solo_x), atol=1e-5)
     np.testing.assert_allclose(np.stack([b[1] for b in batched[2:]]), np.stack(solo_z), atol=1e-5)
     agent.close()
+
+
+def test_a_suite_that_offers_its_own_batched_pool_gets_it(tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner asks the suite first (simpler on the GPU: one batched simulator) and falls back
+    to its own pools when the suite answers None."""
+    from vlaeval.evaluators.envpool import SyncEnvPool
+    from vlaeval_toy.suite import ToyChainSuite
+
+    class NativePool(SyncEnvPool):
+        kind = "native"
+
+    asked = []
+
+    def batched_pool(self, setting, agent, action_type, size, env_mode):
+        asked.append((setting, size, env_mode))
+        if env_mode == "async":
+            return None
+        return NativePool(lambda: self.make_env(setting, agent, action_type), size)
+
+    monkeypatch.setattr(ToyChainSuite, "batched_pool", batched_pool)
+    result = _run(tmp_path, "toy://batch-solver?skill=0.5", "toy-chain", episodes=24, envs_per_worker=3, run_id="native")
+    pd.testing.assert_frame_equal(result.results[STABLE], reference["toy-chain"][STABLE])
+    assert read_manifest(result.run_dir)["agent"]["env_mode"] == "native"
+    result = _run(tmp_path, "toy://batch-solver?skill=0.5", "toy-chain", episodes=6, envs_per_worker=2, env_mode="async", run_id="own")
+    assert read_manifest(result.run_dir)["agent"]["env_mode"] == "async"
+    assert asked == [("default", 3, "auto"), ("default", 2, "async")]

@@ -150,6 +150,18 @@ def test_torn_last_line_is_cut_and_the_run_resumes(tmp_path: Path) -> None:
     assert len(read_manifest(partial.run_dir)["sessions"]) == 2
 
 
+def test_resume_with_more_episodes_extends_the_run_and_replays_nothing(tmp_path: Path) -> None:
+    full = _run(tmp_path, "toy://solver?skill=0.5", episodes=10, run_id="full").results
+    short = _run(tmp_path, "toy://solver?skill=0.5", episodes=4, run_id="short")
+    kept = (short.run_dir / EPISODES_FILE).read_text()
+    extended = vlaeval.evaluate("toy://solver?skill=0.5", resume=short.run_dir, episodes=10, progress=False).results
+    pd.testing.assert_frame_equal(extended[STABLE], full[STABLE])
+    assert (short.run_dir / EPISODES_FILE).read_text().startswith(kept)  # the first 4 were kept, not replayed
+    assert read_manifest(short.run_dir)["config"]["episodes"] == 10
+    with pytest.raises(VlaevalError, match="can extend it to more"):
+        vlaeval.evaluate("toy://solver?skill=0.5", resume=short.run_dir, episodes=3, progress=False)
+
+
 def test_resume_rejects_a_different_agent(tmp_path: Path) -> None:
     run = _run(tmp_path, suite="toy", episodes=2, run_id="r")
     with pytest.raises(VlaevalError, match="is a run of agent 'toy-solver', not 'toy-crash'"):

@@ -151,6 +151,12 @@ class Suite:
         to a results DataFrame of this suite; sim-vs-real comparisons aggregate over them."""
         return rows
 
+    def batched_pool(self, setting: str, agent: AgentSpec, action_type: str, size: int, env_mode: str) -> Any:
+        """A pool of ``size`` slots simulated together in one batched simulator (GPU sims), with
+        the interface of :class:`~vlaeval.evaluators.envpool.SyncEnvPool`, or None, in which case
+        the runner steps ``size`` single environments (``env_mode`` decides in- or out-of-process)."""
+        return None
+
     def make_env(self, setting: str, agent: AgentSpec, action_type: str) -> Any:
         """Create the environment for a setting through ``gymnasium.make``."""
         import gymnasium

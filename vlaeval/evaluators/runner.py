@@ -27,7 +27,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from vlaeval.agents.base import AgentContext, is_batched
 from vlaeval.agents.resolve import agent_spec_of, make_agent
@@ -133,7 +133,9 @@ def evaluate(
         seed: base seed (default: the suite protocol's).
         workers: local processes running episodes in parallel; results do not depend on it.
         out: parent directory of new run directories.
-        resume: a run directory to finish; its saved config is reused.
+        resume: a run directory to finish; its saved config is reused.  With ``episodes`` larger
+            than the run's, the run is extended to the first ``episodes`` (the episode list is
+            fixed, so the finished ones stay valid and only the new ones are played).
         agent_options: keyword arguments for the agent's constructor.
         step_timeout: seconds one agent call may take before the episode fails (0 = no limit).
         progress: show a progress bar.
@@ -175,13 +177,21 @@ def evaluate(
         for given, saved, what in ((agent if isinstance(agent, str) else None, config.agent, "agent"), (suite, config.suite, "suite")):
             if given is not None and given != saved:
                 raise VlaevalError(f"{run_dir} is a run of {what} {saved!r}, not {given!r}; drop --{what} or start a new run")
+        if episodes is not None and episodes != config.episodes:
+            if not config.episodes < episodes <= spec_of(config.suite).protocol.episodes:
+                raise VlaevalError(
+                    f"{run_dir} evaluates {config.episodes} episodes; --resume can extend it to more "
+                    f"(up to {spec_of(config.suite).protocol.episodes}), not change it to {episodes}"
+                )
+            config = dataclasses.replace(config, episodes=episodes)
+            manifest["config"] = dataclasses.asdict(config)
         run_id = manifest["run_id"]
     else:
         if suite is None:
             raise VlaevalError("no suite given: pass --suite (see `vlaeval suites`)")
         manifest = {}
         config = None
-    spec: SuiteSpec = registries().suite.get(config.suite if config else suite).spec
+    spec: SuiteSpec = spec_of(config.suite if config else suite)
     if config is None:
         setting_obj = spec.setting(setting)
         n = spec.protocol.episodes if episodes is None else episodes
@@ -343,14 +353,12 @@ def _worker_main(job: _Job, events: Any) -> None:
 
 def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
     """Build one env and one agent, then play this shard's episodes in order."""
-    from vlaeval.plugins.manager import registries
-
     if job.envs_per_worker > 1 and len(job.episodes) > 1:
         yield from _run_shard_batched(job)
         return
 
     config = job.config
-    spec: SuiteSpec = registries().suite.get(config.suite).spec
+    spec: SuiteSpec = spec_of(config.suite)
     suite_impl = _load_suite(spec)
     agent = job.agent if job.agent is not None else make_agent(config.agent, config.agent_options)
     agent_spec = agent_spec_of(agent)
@@ -392,10 +400,9 @@ def _run_shard_batched(job: _Job) -> Iterator[tuple[str, Any]]:
 
     from vlaeval.evaluators.batched import run_batched
     from vlaeval.evaluators.envpool import make_pool, resolve_mode
-    from vlaeval.plugins.manager import registries
 
     config = job.config
-    spec: SuiteSpec = registries().suite.get(config.suite).spec
+    spec: SuiteSpec = spec_of(config.suite)
     suite_impl = _load_suite(spec)
     n = min(job.envs_per_worker, len(job.episodes))
     first = job.agent if job.agent is not None else make_agent(config.agent, config.agent_options)
@@ -406,17 +413,24 @@ def _run_shard_batched(job: _Job) -> Iterator[tuple[str, Any]]:
         agent_spec = agent_spec_of(first)
         action_type = _negotiate(agent_spec, config, spec)
         batched = is_batched(first)
-        mode = resolve_mode(job.env_mode, n, agent_spec)
 
-        def make_env() -> Any:
+        def start(make: Callable[[], Any]) -> Any:
             try:
-                return suite_impl.make_env(config.setting, agent_spec, action_type)
+                return make()
             except VlaevalError:
                 raise
             except Exception as exc:
                 raise VlaevalError(f"suite {spec.name!r} cannot start its environment: {type(exc).__name__}: {exc}") from exc
 
-        pool = make_pool(mode, n, suite=spec.name, setting=config.setting, agent_spec=agent_spec, action_type=action_type, make_env=make_env)
+        def make_env() -> Any:
+            return start(lambda: suite_impl.make_env(config.setting, agent_spec, action_type))
+
+        # A suite that simulates many envs in one batched simulator (simpler on the GPU) offers its own pool.
+        pool = start(lambda: suite_impl.batched_pool(config.setting, agent_spec, action_type, n, job.env_mode))
+        if pool is None:
+            mode = resolve_mode(job.env_mode, n, agent_spec)
+            pool = make_pool(mode, n, suite=spec.name, setting=config.setting, agent_spec=agent_spec, action_type=action_type, make_env=make_env)
+        mode = pool.kind
         if not batched:
             for _ in range(n - 1):  # one state per env: an instance each
                 if job.agent is None:
@@ -527,6 +541,13 @@ def _config_from_manifest(manifest: Mapping[str, Any], run_dir: Path) -> RunConf
         return RunConfig(**manifest["config"])
     except (KeyError, TypeError) as exc:
         raise VlaevalError(f"{run_dir}/manifest.json has no valid run config ({exc}); it cannot be resumed") from exc
+
+
+def spec_of(suite: str) -> SuiteSpec:
+    """The registered suite's spec (a clear error for an unknown name)."""
+    from vlaeval.plugins.manager import registries
+
+    return registries().suite.get(suite).spec
 
 
 def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, spec: SuiteSpec, workers: int, pending: int) -> dict[str, Any]:

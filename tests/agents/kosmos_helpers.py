@@ -29,7 +29,11 @@ def tiny_model(tiny_config):
 
 
 def random_observations(n: int, seed: int = 0, cameras: tuple[str, ...] = ("rgb_static",)) -> list[dict[str, np.ndarray]]:
-    """CALVIN-shaped observations: 200x200 static and 84x84 gripper uint8 frames."""
+    """CALVIN-shaped observations: 200x200 static and 84x84 gripper uint8 frames, and robot_obs."""
     rng = np.random.default_rng(seed)
     sizes = {"rgb_static": 200, "rgb_gripper": 84}
-    return [{cam: rng.integers(0, 256, (sizes[cam], sizes[cam], 3), dtype=np.uint8) for cam in cameras} for _ in range(n)]
+    return [
+        {**{cam: rng.integers(0, 256, (sizes[cam], sizes[cam], 3), dtype=np.uint8) for cam in cameras},
+         "robot_obs": rng.uniform(-1, 1, 15).astype(np.float32)}
+        for _ in range(n)
+    ]

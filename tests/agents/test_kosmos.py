@@ -15,6 +15,7 @@ from tests.agents.kosmos_helpers import random_observations, tiny_config, tiny_m
 from vlaeval.agents.checkpoint import save_checkpoint
 from vlaeval.agents.codec import ActionCodec
 from vlaeval.agents.kosmos import KosmosLSTMAgent, KosmosVLAConfig, get_preset
+from vlaeval.agents.kosmos.config import agent_spec
 from vlaeval.agents.kosmos.export import example_inputs
 from vlaeval.agents.kosmos.model import action_loss, build_model, step_input_names
 from vlaeval.agents.kosmos.text import TextEncoder, build_local_tokenizer, load_tokenizer
@@ -90,6 +91,20 @@ def test_window_shifts_and_padding_never_changes_a_row(tiny_model) -> None:
     np.testing.assert_allclose(_step(tiny_model, single)[0], arm[1:2], atol=1e-6)
 
 
+def test_state_input_conditions_the_action_and_wraps_roll() -> None:
+    """With use_state the robot_obs is a graph input; roll +pi and -pi are the same orientation."""
+    config = get_preset("kosmos-lstm-tiny", use_state=True)
+    assert step_input_names(config)[:2] == ("rgb_static", "robot_obs")
+    assert agent_spec(config).observation_keys == ("rgb_static", "robot_obs")
+    model = build_model(config)
+    inputs = example_inputs(model, batch=1)
+    moved = dict(inputs, robot_obs=inputs["robot_obs"] + np.float32(0.5))
+    assert np.abs(_step(model, moved)[0] - _step(model, inputs)[0]).max() > 1e-4
+    plus, minus = (dict(inputs, robot_obs=inputs["robot_obs"].copy()) for _ in range(2))
+    plus["robot_obs"][:, 3], minus["robot_obs"][:, 3] = np.pi, -np.pi
+    np.testing.assert_allclose(_step(model, plus)[0], _step(model, minus)[0], atol=1e-5)
+
+
 @pytest.mark.parametrize("head", ["lstm", "gpt"])
 def test_invalid_history_slots_are_ignored(head) -> None:
     model = build_model(get_preset("kosmos-lstm-tiny", head=head))
@@ -118,7 +133,7 @@ def test_tiny_model_trains(space) -> None:
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        features = model.encode([frames], ids, mask).view(b, w, -1)
+        features = model.encode({"rgb_static": frames}, ids, mask).view(b, w, -1)
         arm, grip = model.predict(features, torch.ones(b, w))
         loss = action_loss(arm, grip, arm_target, gripper_target, valid, config)
         optimiser.zero_grad()
@@ -221,6 +236,8 @@ def test_agent_from_checkpoint_uses_its_cameras_and_codec(tmp_path) -> None:
 def test_agent_rejects_bad_inputs(agent) -> None:
     with pytest.raises(ValueError, match="uint8"):
         agent.act({"rgb_static": np.zeros((200, 200, 3), np.float32)}, "open the drawer")
+    with pytest.raises(ValueError, match="no 'rgb_static'"):
+        agent.act({"rgb_gripper": np.zeros((84, 84, 3), np.uint8)}, "open the drawer")
     with pytest.raises(ValueError, match="runtime="):
         KosmosLSTMAgent(runtime="tvm")
     import gymnasium

@@ -25,8 +25,9 @@ ATOL = 1e-4
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"head": "gpt", "action_space": "discrete", "cameras": ("rgb_static", "rgb_gripper")}],
-    ids=["lstm-continuous-static", "gpt-discrete-two-cameras"],
+    [{}, {"head": "gpt", "action_space": "discrete", "cameras": ("rgb_static", "rgb_gripper")},
+     {"head": "fc", "use_state": True}],
+    ids=["lstm-continuous-static", "gpt-discrete-two-cameras", "fc-with-state"],
 )
 def test_onnx_runtime_matches_torch_per_step(tmp_path, overrides) -> None:
     model = build_model(get_preset("kosmos-lstm-tiny", **overrides))

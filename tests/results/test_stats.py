@@ -7,7 +7,16 @@ from math import comb
 import numpy as np
 import pytest
 
-from vlaeval.results.stats import Proportion, Values, bootstrap_interval, estimate, holm_adjust, wilson_interval, worse_p_value
+from vlaeval.results.stats import (
+    Proportion,
+    Values,
+    bootstrap_interval,
+    estimate,
+    holm_adjust,
+    paired_change,
+    wilson_interval,
+    worse_p_value,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,3 +69,16 @@ def test_holm_adjustment() -> None:
     assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm_adjust([0.5]) == [0.5]
     assert holm_adjust([0.4, 0.5]) == pytest.approx([0.8, 0.8])
+
+
+def test_paired_change_is_the_exact_mcnemar_test() -> None:
+    # 8 fixed, 1 broken, 3 unchanged: p = 2 * P(X <= 1 | n=9, 1/2) = 2 * (1 + 9) / 512
+    before = [False] * 8 + [True] + [True, True, False]
+    after = [True] * 8 + [False] + [True, True, False]
+    change = paired_change(before, after)
+    assert change["fixed"] == 8 and change["broken"] == 1
+    assert change["p_value"] == pytest.approx(20 / 512)
+    assert paired_change([True, False], [True, False])["p_value"] == 1.0  # nothing discordant
+    assert paired_change([False] * 3 + [True] * 3, [True] * 3 + [False] * 3)["p_value"] == 1.0  # balanced: capped at 1
+    with pytest.raises(ValueError, match="same episodes"):
+        paired_change([True], [True, False])

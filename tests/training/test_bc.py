@@ -21,15 +21,17 @@ def _cfg(tmp_path, **kw) -> BCConfig:
     return BCConfig(**base)
 
 
-def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path) -> None:
+@pytest.mark.parametrize("use_state", [False, True], ids=["image", "image+state"])
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path, use_state) -> None:
     from vlaeval.agents.kosmos.model import build_model
     from vlaeval.agents.kosmos.text import TextEncoder, load_tokenizer
 
-    cfg = _cfg(tmp_path)
+    cfg = _cfg(tmp_path, model_overrides={"use_state": use_state})
     mconf = model_config(cfg)
     assert mconf.arm_gripper_loss_ratio == 0.1 and mconf.window_size == 2 and mconf.chunk_size == 2
     model = build_model(mconf).eval()  # no dropout: the loss of a fixed batch is then a plain function of the weights
-    ds = WindowDataset(cfg.data, split="all", window=2, chunk=2, image_size=mconf.image_size, instructions="recorded")
+    ds = WindowDataset(cfg.data, split="all", window=2, chunk=2, keys=mconf.observation_keys, image_size=mconf.image_size,
+                       instructions="recorded")
     batch = collate([ds[i] for i in (0, 3, 6, 12)])
     text = TextEncoder(load_tokenizer(mconf), mconf, model.latent_query_num)
     optim = torch.optim.AdamW(model.parameters(), lr=3e-3)

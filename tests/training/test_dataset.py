@@ -36,11 +36,11 @@ def test_windows_pad_at_subtask_starts_and_chunks_stop_at_segment_ends(tmp_path)
     # demo_0 step 0: only the current step is real
     item = ds[0]
     assert item["mask"].tolist() == [0, 0, 1]
-    assert item["frames/rgb_static"][:2].max() == 0 and item["frames/rgb_static"][2, 0, 0, 1] == 1
+    assert item["obs/rgb_static"][:2].max() == 0 and item["obs/rgb_static"][2, 0, 0, 1] == 1
     # demo_0 step 6 is step 1 of subtask 1 (segments 5 + 4): history must not reach into subtask 0
     item = ds[6]
     assert item["mask"].tolist() == [0, 1, 1]
-    assert item["frames/rgb_static"][1:, 0, 0, 1].tolist() == [6, 7]
+    assert item["obs/rgb_static"][1:, 0, 0, 1].tolist() == [6, 7]
     # chunks: positions valid only where the target lies inside the same segment
     item = ds[3]  # step 3 of a 5-step segment; window covers steps 1..3
     assert item["valid"].tolist() == [[1, 1], [1, 1], [1, 1]]
@@ -51,8 +51,22 @@ def test_windows_pad_at_subtask_starts_and_chunks_stop_at_segment_ends(tmp_path)
     assert item["actions"][-1, 1].tolist() == [0.0] * 7
     assert item["task"] == "open_drawer" and isinstance(item["instruction"], str)
     batch = collate([ds[0], ds[6]])
-    assert batch["frames/rgb_static"].shape == (2, 3, 16, 16, 3) and batch["actions"].shape == (2, 3, 2, 7)
+    assert batch["obs/rgb_static"].shape == (2, 3, 16, 16, 3) and batch["actions"].shape == (2, 3, 2, 7)
     assert len(batch["instruction"]) == 2
+
+
+def test_state_windows_pad_like_frames_and_are_not_resized(tmp_path) -> None:
+    import h5py
+
+    root = make_dataset(tmp_path / "d", valid_fraction=0.0)
+    ds = WindowDataset(root, split="all", window=3, chunk=2, keys=("rgb_static", "robot_obs"), image_size=8,
+                       codec=ActionCodec.symmetric(1.0))
+    with h5py.File(root / "demos.hdf5") as f:
+        recorded = f["data/demo_0/obs/robot_obs"][()]
+    item = ds[6]  # step 1 of demo_0's second subtask: one padded position
+    assert item["obs/rgb_static"].shape == (3, 8, 8, 3) and item["obs/robot_obs"].shape == (3, 15)
+    assert item["obs/robot_obs"][0].tolist() == [0.0] * 15
+    np.testing.assert_array_equal(item["obs/robot_obs"][1:], recorded[5:7])
 
 
 def test_instructions_are_sampled_from_the_training_paraphrases(tmp_path) -> None:

@@ -84,7 +84,7 @@ def test_rollouts_record_what_the_update_needs(policy) -> None:
     episode = SimpleNamespace(seed=0, options={}, instructions=("open the drawer",))
     group = play(policy, envs, [episode] * 3, max_steps=1, std=0.3, rng=np.random.default_rng(1))
     for r in group:
-        assert len(r) == 1 and r.frames["rgb_static"][0].shape == (16, 16, 3) and np.isfinite(r.logp).all()
+        assert len(r) == 1 and r.observations["rgb_static"][0].shape == (16, 16, 3) and np.isfinite(r.logp).all()
     # at the behaviour policy the PPO ratio is 1, so the loss is minus the mean advantage
     adv = [1.0, -0.5, 0.25]
     loss = grpo_loss(policy.model, policy.text, group, adv, "open the drawer", std=0.3, clip=0.2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -64,6 +65,23 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_change(before: Sequence[bool], after: Sequence[bool]) -> dict[str, Any]:
+    """Exact McNemar test of two success vectors over the same episodes (same seeds, same order).
+
+    Only discordant episodes carry information about a change: ``fixed`` (failed before,
+    succeeded after) and ``broken``.  Under "no change" each discordant episode is a fair coin,
+    so the two-sided p-value is the binomial tail of the rarer side, doubled.  This is far more
+    sensitive than comparing two independent intervals, which ignores the pairing.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"paired outcomes need the same episodes: {len(before)} before, {len(after)} after")
+    fixed = sum(1 for b, a in zip(before, after) if a and not b)
+    broken = sum(1 for b, a in zip(before, after) if b and not a)
+    n = fixed + broken
+    tail = sum(math.comb(n, k) for k in range(min(fixed, broken) + 1)) / 2**n if n else 1.0
+    return {"fixed": fixed, "broken": broken, "p_value": min(1.0, 2 * tail)}
 
 
 def bootstrap_interval(values: np.ndarray, confidence: float = 0.95, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:

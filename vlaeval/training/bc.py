@@ -127,10 +127,10 @@ def batch_loss(model: Any, batch: Mapping[str, Any], text: Any, codec: Any) -> A
     mask = batch["mask"]  # (B, W)
     b, w = mask.shape
     flat = mask.reshape(-1) > 0.5
-    frames = [batch[f"frames/{c}"].reshape(b * w, *batch[f"frames/{c}"].shape[2:])[flat] for c in config.cameras]
+    obs = {k: batch[f"obs/{k}"].reshape(b * w, *batch[f"obs/{k}"].shape[2:])[flat] for k in config.observation_keys}
     ids, attn = text(batch["instruction"])
     rows = torch.arange(b).repeat_interleave(w)[flat]
-    feats = model.encode(frames, torch.from_numpy(ids)[rows], torch.from_numpy(attn)[rows])
+    feats = model.encode(obs, torch.from_numpy(ids)[rows], torch.from_numpy(attn)[rows])
     window = feats.new_zeros(b * w, feats.shape[-1])
     window[flat] = feats
     arm, grip = model.predict(window.view(b, w, -1), mask.to(feats.dtype))
@@ -193,11 +193,11 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
     text = TextEncoder(load_tokenizer(mconf), mconf, model.latent_query_num)
     window = mconf.effective_window
     train_set = WindowDataset(cfg.data, split=cfg.train_split, window=window, chunk=mconf.chunk_size,
-                              cameras=mconf.cameras, image_size=mconf.image_size, codec=codec, seed=cfg.seed)
+                              keys=mconf.observation_keys, image_size=mconf.image_size, codec=codec, seed=cfg.seed)
     valid_batch = None
     try:
         valid_set = WindowDataset(cfg.data, split=cfg.valid_split, window=window, chunk=mconf.chunk_size,
-                                  cameras=mconf.cameras, image_size=mconf.image_size, codec=codec, seed=cfg.seed + 1)
+                                  keys=mconf.observation_keys, image_size=mconf.image_size, codec=codec, seed=cfg.seed + 1)
         pick = np.random.default_rng(cfg.seed).choice(len(valid_set), min(cfg.valid_windows, len(valid_set)), replace=False)
         valid_batch = collate([valid_set[int(i)] for i in sorted(pick)])
     except VlaevalError:

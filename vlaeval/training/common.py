@@ -143,10 +143,12 @@ class BatchedPolicy:
         """Normalised arm mean (B, arm_dims) and gripper logit (B,) of the first chunk action."""
         if self.history is None or self.history.shape[0] != len(observations):
             self.reset(len(observations))
-        frames = [torch.from_numpy(np.stack([np.asarray(o[c]) for o in observations])) for c in self.config.cameras]
+        from vlaeval.agents.kosmos.model import observation_inputs
+
+        obs = observation_inputs(self.config, observations)
         ids, mask = self.text(instructions)
         arm, grip, self.history, self.history_mask = self.model.step(
-            *frames, torch.from_numpy(ids), torch.from_numpy(mask), self.history, self.history_mask
+            *(torch.from_numpy(obs[k]) for k in self.config.observation_keys), torch.from_numpy(ids), torch.from_numpy(mask), self.history, self.history_mask
         )
         if self.config.action_space == "discrete":
             arm = torch.from_numpy(self.codec.from_bins(arm.argmax(-1).numpy()))

@@ -97,21 +97,23 @@ class WindowDataset:
         split: robomimic filter key (``train``, ``valid``, ``all``, ...).
         window: history length H (the model's ``effective_window``).
         chunk: action chunk length K (the model's ``chunk_size``).
-        cameras: observation keys to return.
-        image_size: resize frames once at load to this size (the network's input size) and keep
+        keys: observation keys to return (camera frames, and e.g. ``robot_obs``); the model
+            config's ``observation_keys``.
+        image_size: resize camera frames once at load to this size (the network's input size) and keep
             them in memory; ``None`` keeps the recorded size.
         codec: action normalisation; default: the dataset's saved statistics (``stats.json``).
         instructions: ``train`` (sample the task's training paraphrases) or ``recorded`` (the
             instruction used while recording).
         seed: seeds the paraphrase sampling.
 
-    Items are dicts of numpy arrays: ``frames/<camera>`` (H, S, S, 3) uint8, ``mask`` (H,),
+    Items are dicts of numpy arrays: ``obs/<key>`` (H, ...) (frames (H, S, S, 3) uint8; padded
+    steps are zeros), ``mask`` (H,),
     ``actions`` (H, K, A) normalised (arm in [-1, 1], gripper ±1), ``valid`` (H, K), plus
     ``instruction`` and ``task`` strings.
     """
 
     def __init__(self, data: str | os.PathLike[str], *, split: str = "train", window: int = 16, chunk: int = 10,
-                 cameras: Sequence[str] = ("rgb_static",), image_size: int | None = None, codec: ActionCodec | None = None,
+                 keys: Sequence[str] = ("rgb_static",), image_size: int | None = None, codec: ActionCodec | None = None,
                  instructions: str = "train", seed: int = 0, max_demos: int | None = None) -> None:
         import h5py
 
@@ -119,12 +121,12 @@ class WindowDataset:
 
         if window < 1 or chunk < 1:
             raise ValueError("window and chunk must be positive")
-        self.window, self.chunk, self.cameras = window, chunk, tuple(cameras)
+        self.window, self.chunk, self.keys = window, chunk, tuple(keys)
         self.codec = codec if codec is not None else load_or_compute_stats(data)[0]
         self.instruction_mode = instructions
         self._paraphrases = TRAIN_INSTRUCTIONS
         self._rng = np.random.default_rng(seed)
-        frames: dict[str, list[np.ndarray]] = {c: [] for c in self.cameras}
+        observations: dict[str, list[np.ndarray]] = {k: [] for k in self.keys}
         actions: list[np.ndarray] = []
         self.segments: list[_Segment] = []
         self.recorded_instructions: list[str] = []
@@ -135,22 +137,23 @@ class WindowDataset:
                 raise VlaevalError(f"split {split!r} of {data} holds no demos")
             for d, name in enumerate(names):
                 g = f["data"][name]
-                missing = [c for c in self.cameras if c not in g["obs"]]
+                missing = [k for k in self.keys if k not in g["obs"]]
                 if missing:
-                    raise VlaevalError(f"{name} has no {', '.join(missing)}; record with --cameras {','.join(self.cameras)}")
+                    raise VlaevalError(f"{name} has no {', '.join(missing)}; record with --cameras {','.join(k for k in self.keys if k.startswith('rgb'))}")
                 tasks = json.loads(g.attrs["tasks"])
                 recorded = json.loads(g.attrs["instructions"])
                 sub = g["subtask"][()].astype(np.int64)
-                for c in self.cameras:
-                    raw = g["obs"][c][()]
-                    frames[c].append(resize_frames(raw, image_size) if image_size else raw)
+                for k in self.keys:
+                    raw = g["obs"][k][()]
+                    is_image = raw.ndim == 4 and raw.dtype == np.uint8
+                    observations[k].append(resize_frames(raw, image_size) if image_size and is_image else raw)
                 actions.append(g["actions"][()])
                 for k in np.unique(sub):
                     idx = np.flatnonzero(sub == k)
                     self.segments.append(_Segment(d, offset + int(idx[0]), offset + int(idx[-1]) + 1, tasks[int(k)]))
                     self.recorded_instructions.append(recorded[int(k)])
                 offset += len(sub)
-        self.frames = {c: np.concatenate(v) for c, v in frames.items()}
+        self.observations = {k: np.concatenate(v) for k, v in observations.items()}
         self.raw_actions = np.concatenate(actions).astype(np.float32)
         self.actions = self.codec.normalize(self.raw_actions)
         self._step_segment = np.empty(offset, dtype=np.int64)
@@ -176,10 +179,10 @@ class WindowDataset:
         mask = pos >= seg.start
         safe = np.where(mask, pos, t)
         item: dict[str, Any] = {}
-        for c in self.cameras:
-            fr = self.frames[c][safe].copy()
-            fr[~mask] = 0
-            item[f"frames/{c}"] = fr
+        for key in self.keys:
+            values = self.observations[key][safe].copy()
+            values[~mask] = 0
+            item[f"obs/{key}"] = values
         targets = pos[:, None] + np.arange(k)[None]  # (H, K)
         valid = mask[:, None] & (targets < seg.end)
         acts = self.actions[np.where(valid, targets, t)]

@@ -17,7 +17,7 @@ import numpy as np
 ARM_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
 
 
-def predict_demo(model: Any, text: Any, codec: Any, frames: dict[str, np.ndarray], subtask: np.ndarray,
+def predict_demo(model: Any, text: Any, codec: Any, observations: dict[str, np.ndarray], subtask: np.ndarray,
                  instructions: list[str], batch: int = 256) -> np.ndarray:
     """Physical first-of-chunk actions (T, A+1) predicted at every recorded step of one demo."""
     import torch
@@ -30,8 +30,8 @@ def predict_demo(model: Any, text: Any, codec: Any, frames: dict[str, np.ndarray
         feats = []
         for s in range(0, t, batch):
             ids, attn = text([instructions[int(k)] for k in subtask[s : s + batch]])
-            fr = [torch.from_numpy(np.ascontiguousarray(frames[c][s : s + batch])) for c in config.cameras]
-            feats.append(model.encode(fr, torch.from_numpy(ids), torch.from_numpy(attn)))
+            obs = {k: torch.from_numpy(np.ascontiguousarray(observations[k][s : s + batch])) for k in config.observation_keys}
+            feats.append(model.encode(obs, torch.from_numpy(ids), torch.from_numpy(attn)))
         features = torch.cat(feats)
         starts = np.zeros(t, dtype=np.int64)
         for k in np.unique(subtask):
@@ -87,11 +87,11 @@ def offline_eval(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str
             raise VlaevalError(f"split {split!r} of {data} holds no demos")
         for name in names:
             g = f["data"][name]
-            missing = [c for c in config.cameras if c not in g["obs"]]
+            missing = [k for k in config.observation_keys if k not in g["obs"]]
             if missing:
-                raise VlaevalError(f"{name} has no {', '.join(missing)} frames, which the checkpoint reads")
+                raise VlaevalError(f"{name} has no {', '.join(missing)} observations, which the checkpoint reads")
             sub = g["subtask"][()].astype(np.int64)
-            p = predict_demo(model, text, codec, {c: g["obs"][c][()] for c in config.cameras}, sub,
+            p = predict_demo(model, text, codec, {k: g["obs"][k][()] for k in config.observation_keys}, sub,
                              json.loads(g.attrs["instructions"]))
             a = g["actions"][()]
             preds.append(p)

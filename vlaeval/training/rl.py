@@ -100,7 +100,7 @@ def make_envs(cfg: RLConfig, agent_spec: Any, n: int) -> list[Any]:
 
 @dataclass
 class Rollout:
-    frames: dict[str, list[np.ndarray]]
+    observations: dict[str, list[np.ndarray]]  # what the network read, by observation key
     arm: list[np.ndarray]  # sampled normalised arm actions
     grip: list[float]  # sampled gripper decisions, 1 open / 0 close
     logp: list[float]
@@ -126,8 +126,8 @@ def play(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: i
     obs = [env.reset(seed=ep.seed, options=dict(ep.options))[0] for env, ep in zip(envs, episodes)]
     instr = [ep.instructions[0] for ep in episodes]
     policy.reset(n)
-    cams = policy.config.cameras
-    outs = [Rollout({c: [] for c in cams}, [], [], []) for _ in range(n)]
+    keys = policy.config.observation_keys
+    outs = [Rollout({k: [] for k in keys}, [], [], []) for _ in range(n)]
     done = [False] * n
     for _ in range(max_steps):
         if all(done):
@@ -138,14 +138,14 @@ def play(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: i
             logp = np.zeros(n)
         else:
             arm = (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
-            grip = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+            grip = (rng.random(n) < 0.5 * (1 + np.tanh(logit / 2))).astype(np.float32)  # sigmoid without exp overflow
             logp = _logp(torch.from_numpy(mean), torch.from_numpy(logit), torch.from_numpy(arm), torch.from_numpy(grip), std).numpy()
         actions = policy.to_env(arm, grip * 2 - 1)
         for i in range(n):
             if done[i]:
                 continue
-            for c in cams:
-                outs[i].frames[c].append(np.asarray(obs[i][c]))
+            for k in keys:
+                outs[i].observations[k].append(np.asarray(obs[i][k]))
             outs[i].arm.append(arm[i])
             outs[i].grip.append(float(grip[i]))
             outs[i].logp.append(float(logp[i]))
@@ -185,15 +185,15 @@ def grpo_loss(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Se
     from vlaeval.training.common import unfold_windows
 
     config = model.config
-    model.feature_norm.eval()
+    model.freeze_normalisation()
     total, used = None, 0
     for r, adv in zip(rollouts, advantages):
         if adv == 0 or not len(r):
             continue
         t = len(r)
         ids, attn = text([instruction] * t)
-        frames = [torch.from_numpy(np.stack(r.frames[c])) for c in config.cameras]
-        feats = model.encode(frames, torch.from_numpy(ids), torch.from_numpy(attn))
+        obs = {k: torch.from_numpy(np.stack(r.observations[k])) for k in config.observation_keys}
+        feats = model.encode(obs, torch.from_numpy(ids), torch.from_numpy(attn))
         windows, mask = unfold_windows(feats, torch.zeros(t, dtype=torch.long), config.effective_window)
         arm, grip = model.predict(windows, mask)
         new = _logp(arm[:, -1, 0], grip[:, -1, 0], torch.from_numpy(np.stack(r.arm)), torch.tensor(r.grip), std)
@@ -218,6 +218,7 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 
     from vlaeval.agents.checkpoint import load_checkpoint, save_checkpoint
     from vlaeval.agents.kosmos.config import agent_spec
+    from vlaeval.results.stats import paired_change
     from vlaeval.training.common import BatchedPolicy, open_run
 
     run_dir = open_run(cfg, ("checkpoint", "task", "suite", "setting", "group_size", "seed"), echo)
@@ -306,16 +307,18 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
         model.eval()
         after = evaluate_task(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
         after["checkpoint"] = str(last)
+        after["paired"] = paired_change(before["per_episode"], after["per_episode"])
         (run / "eval_after.json").write_text(json.dumps(after, indent=2) + "\n")
         writer.add_scalar("eval/success_rate", after["success_rate"], it)
         echo(f"after:  {after['successes']}/{after['episodes']} = {after['success_rate']:.3f} "
-             f"(95% CI {after['ci95'][0]:.3f}-{after['ci95'][1]:.3f})")
+             f"(95% CI {after['ci95'][0]:.3f}-{after['ci95'][1]:.3f}); same episodes: {after['paired']['fixed']} fixed, "
+             f"{after['paired']['broken']} broken, exact McNemar p = {after['paired']['p_value']:.3g}")
     finally:
         writer.close()
         for env in envs:
             env.close()
     return {"iterations": it, "checkpoint": str(last), "before": {k: before[k] for k in ("successes", "episodes", "success_rate", "ci95")},
-            "after": {k: after[k] for k in ("successes", "episodes", "success_rate", "ci95")}}
+            "after": {k: after[k] for k in ("successes", "episodes", "success_rate", "ci95", "paired")}}
 
 
 @click.command(name="rl")

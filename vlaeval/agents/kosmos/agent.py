@@ -25,7 +25,7 @@ from vlaeval.agents.checkpoint import load_checkpoint, save_checkpoint
 from vlaeval.agents.codec import ActionCodec
 from vlaeval.agents.kosmos.config import PRESETS, agent_spec, get_preset
 from vlaeval.agents.kosmos.export import CALVIN_FRAME_SIZES
-from vlaeval.agents.kosmos.model import build_model
+from vlaeval.agents.kosmos.model import build_model, observation_inputs
 from vlaeval.agents.kosmos.runtime import RUNTIMES, StepRunner, create_runner, require_runtime
 from vlaeval.agents.kosmos.text import TextEncoder, load_tokenizer
 from vlaeval.conventions import AgentSpec
@@ -143,7 +143,7 @@ class KosmosLSTMAgent(Agent):
             self._queues = [collections.deque() for _ in range(batch)]
         elif self._history.shape[0] != batch:
             raise ValueError(f"batch size changed from {self._history.shape[0]} to {batch} without reset()")
-        inputs = {cam: np.stack([self._frame(o, cam) for o in observations]) for cam in self.config.cameras}
+        inputs = observation_inputs(self.config, observations)
         inputs["input_ids"], inputs["attention_mask"] = self._text(instructions)
         inputs["history"], inputs["history_mask"] = self._history, self._history_mask
         out = self._runner_for({cam: inputs[cam].shape[1] for cam in self.config.cameras})(inputs)
@@ -184,14 +184,6 @@ class KosmosLSTMAgent(Agent):
         sizes = {cam: frame_sizes[cam] for cam in self.config.cameras}
         create_runner(self.model, fmt, workdir=out, device=self.device, frame_sizes=sizes, fp16=fp16).close()
         return sorted(p for p in out.iterdir() if p.is_file())
-
-    def _frame(self, observation: Mapping[str, Any], camera: str) -> np.ndarray:
-        frame = np.asarray(observation[camera])
-        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.shape[0] != frame.shape[1]:
-            raise ValueError(f"{camera}: expected a square (H, W, 3) image, got shape {frame.shape}")
-        if frame.dtype != np.uint8:
-            raise ValueError(f"{camera}: expected uint8 pixels, got {frame.dtype}")
-        return frame
 
     def _runner_for(self, sizes: dict[str, int]) -> StepRunner:
         """The runner, built on first use because exported graphs fix the camera frame sizes."""

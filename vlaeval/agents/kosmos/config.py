@@ -17,6 +17,9 @@ HEADS = ("lstm", "fc", "gpt")
 ACTION_SPACES = ("continuous", "discrete")
 FEATURE_NORMS = ("none", "batch")
 CAMERAS = ("rgb_static", "rgb_gripper")
+#: Proprioception observation read with ``use_state`` (CALVIN's robot_obs) and its width.
+STATE_KEY = "robot_obs"
+STATE_DIMS = 15
 
 #: Hub id of the pretrained backbone used by the full-size preset.
 KOSMOS2_HUB_ID = "microsoft/kosmos-2-patch14-224"
@@ -40,6 +43,10 @@ class KosmosVLAConfig:
         image_size: side of the square image fed to the vision tower; camera frames are resized
             to it inside the network so every runtime sees raw uint8 frames.
         cameras: observation keys encoded, each as its own block of image tokens.
+        use_state: also read the proprioceptive state (:data:`STATE_KEY`, RoboVLMs' ``use_state``),
+            embedded and added to each step's feature. It tells the head where the gripper is
+            without having to read that off the image, which a backbone trained from scratch
+            on a few hundred demos does poorly.
         head: policy head, one of :data:`HEADS`; ``fc`` is memoryless (looks at the current step
             only), ``lstm`` and ``gpt`` model the history window.
         head_hidden_size: width of the per-step feature and of the head.
@@ -67,6 +74,7 @@ class KosmosVLAConfig:
     tokenizer: str | None = None
     image_size: int = 224
     cameras: tuple[str, ...] = ("rgb_static",)
+    use_state: bool = False
     head: str = "lstm"
     head_hidden_size: int = 512
     feature_norm: str = "none"
@@ -101,6 +109,11 @@ class KosmosVLAConfig:
             raise ValueError(f"image_size={self.image_size} differs from the vision tower's image_size={vision_size}")
         if self.head_hidden_size % self.head_attention_heads:
             raise ValueError("head_hidden_size must be divisible by head_attention_heads")
+
+    @property
+    def observation_keys(self) -> tuple[str, ...]:
+        """Observations the network reads each step, in the order of its inputs."""
+        return (*self.cameras, STATE_KEY) if self.use_state else self.cameras
 
     @property
     def effective_window(self) -> int:
@@ -164,5 +177,6 @@ def get_preset(name: str, **overrides: Any) -> KosmosVLAConfig:
 def agent_spec(config: KosmosVLAConfig) -> AgentSpec:
     """Conventions of a Kosmos VLA: CALVIN's relative end-effector actions, reading the config's cameras."""
     return AgentSpec(
-        action_type="relative_ee", rotation="euler_xyz", gripper="open_positive", observation_keys=config.cameras
+        action_type="relative_ee", rotation="euler_xyz", gripper="open_positive",
+        observation_keys=config.observation_keys,
     )

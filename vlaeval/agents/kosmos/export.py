@@ -1,6 +1,7 @@
 """Export of the per-step network to ONNX, and TensorRT engine building from that ONNX.
 
-The exported graph is :meth:`KosmosVLA.step`: raw uint8 camera frames, token ids and the
+The exported graph is :meth:`KosmosVLA.step`: raw uint8 camera frames (and the robot state
+with ``use_state``), token ids and the
 carried feature window in; the action chunk and the updated window out.  Batch size and text
 length are dynamic; image sizes are fixed to the suite's camera sizes given at export.
 """
@@ -16,6 +17,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from vlaeval.agents.kosmos.config import STATE_DIMS, STATE_KEY
 from vlaeval.agents.kosmos.model import STEP_OUTPUTS, KosmosVLA, StepModule, step_input_names
 from vlaeval.errors import VlaevalError
 
@@ -44,6 +46,8 @@ def example_inputs(
     inputs: dict[str, np.ndarray] = {
         cam: rng.integers(0, 256, (batch, frame_sizes[cam], frame_sizes[cam], 3), dtype=np.uint8) for cam in cfg.cameras
     }
+    if cfg.use_state:
+        inputs[STATE_KEY] = rng.standard_normal((batch, STATE_DIMS)).astype(np.float32)
     inputs["input_ids"] = rng.integers(3, vocab, (batch, ids_len), dtype=np.int64)
     inputs["attention_mask"] = np.ones((batch, ids_len), dtype=np.int64)
     inputs["history"] = rng.standard_normal((batch, window, hidden)).astype(np.float32)

@@ -14,12 +14,14 @@ TensorRT numerically the same model and lets every head type share one interface
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlaeval.agents.kosmos.config import KosmosVLAConfig, WeightsNotAvailableError
+from vlaeval.agents.kosmos.config import STATE_DIMS, STATE_KEY, KosmosVLAConfig, WeightsNotAvailableError
 from vlaeval.agents.kosmos.text import not_available_message
 
 # CLIP normalisation, which Kosmos-2's image processor uses (transformers' OPENAI_CLIP_MEAN/STD).
@@ -31,8 +33,41 @@ STEP_OUTPUTS = ("arm", "gripper_logit", "next_history", "next_history_mask")
 
 
 def step_input_names(config: KosmosVLAConfig) -> tuple[str, ...]:
-    """Names of the per-step network's inputs, in order: camera frames, text, carried window."""
-    return (*config.cameras, "input_ids", "attention_mask", "history", "history_mask")
+    """Names of the per-step network's inputs, in order: observations, text, carried window."""
+    return (*config.observation_keys, "input_ids", "attention_mask", "history", "history_mask")
+
+
+def observation_inputs(config: KosmosVLAConfig, observations: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The network's observation inputs for a batch of env observations, checked.
+
+    Camera frames stay raw uint8 (the network resizes and normalises in-graph); the state is
+    float32.  Wrong shapes or dtypes are rejected here, where the message can name the key,
+    rather than deep inside a runtime.
+    """
+    out: dict[str, np.ndarray] = {}
+    for key in config.observation_keys:
+        if any(key not in o for o in observations):
+            raise ValueError(f"observation has no {key!r}, which this network reads (it reads {', '.join(config.observation_keys)})")
+        values = [np.asarray(o[key]) for o in observations]
+        for v in values:
+            if key == STATE_KEY:
+                if v.shape != (STATE_DIMS,):
+                    raise ValueError(f"{key}: expected shape ({STATE_DIMS},), got {v.shape}")
+            elif v.ndim != 3 or v.shape[-1] != 3 or v.shape[0] != v.shape[1]:
+                raise ValueError(f"{key}: expected a square (H, W, 3) image, got shape {v.shape}")
+            elif v.dtype != np.uint8:
+                raise ValueError(f"{key}: expected uint8 pixels, got {v.dtype}")
+        out[key] = np.stack(values).astype(np.float32) if key == STATE_KEY else np.stack(values)
+    return out
+
+
+def state_features(state: torch.Tensor) -> torch.Tensor:
+    """CALVIN robot_obs (N, 15) -> (N, 18): the TCP Euler angles as sin/cos pairs.
+
+    The gripper points down, so roll sits at +-pi and wraps between the two from one step to
+    the next; sin/cos keep nearby orientations nearby.
+    """
+    return torch.cat([state[:, :3], torch.sin(state[:, 3:6]), torch.cos(state[:, 3:6]), state[:, 6:]], dim=1)
 
 
 class LSTMHead(nn.Module):
@@ -130,6 +165,11 @@ class KosmosVLA(nn.Module):
         hidden = config.head_hidden_size
         self.feature_proj = nn.Linear(text_dim, hidden)
         self.feature_norm: nn.Module = nn.BatchNorm1d(hidden) if config.feature_norm == "batch" else nn.Identity()
+        # BatchNorm first: the state's entries differ in scale by orders of magnitude (metres,
+        # radians, a gripper width of centimetres); the running statistics fix it at inference.
+        self.state_encoder: nn.Module | None = (
+            nn.Sequential(nn.BatchNorm1d(STATE_DIMS + 3), nn.Linear(STATE_DIMS + 3, hidden)) if config.use_state else None
+        )
         if config.head == "lstm":
             self.head: nn.Module = LSTMHead(hidden, config.head_layers)
         elif config.head == "fc":
@@ -149,9 +189,18 @@ class KosmosVLA(nn.Module):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
         return (x - self.pixel_mean) / self.pixel_std
 
-    def encode(self, frames: list[torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Per-step features (N, head_hidden_size) from one frame per camera and the token ids."""
+    def freeze_normalisation(self) -> None:
+        """Put every BatchNorm in eval mode (running statistics), e.g. while RL fine-tunes the rest."""
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.eval()
+
+    def encode(self, observations: Mapping[str, torch.Tensor], input_ids: torch.Tensor,
+               attention_mask: torch.Tensor) -> torch.Tensor:
+        """Per-step features (N, head_hidden_size) from the observations (keyed as
+        ``config.observation_keys``: one frame per camera, and the state) and the token ids."""
         n, q = input_ids.shape[0], self.latent_query_num
+        frames = [observations[c] for c in self.config.cameras]
         pixels = torch.cat([self._pixels(f) for f in frames])
         image_embeds = self.backbone.get_image_features(pixel_values=pixels).pooler_output
         text = self.backbone.text_model.model
@@ -166,7 +215,10 @@ class KosmosVLA(nn.Module):
         # Positions count real tokens only, so right padding never changes a row's result.
         positions = torch.cumsum(mask, dim=1) * mask + self.padding_idx
         hidden = text(inputs_embeds=torch.cat(pieces, dim=1), attention_mask=mask, position_ids=positions)
-        return self.feature_norm(self.feature_proj(hidden.last_hidden_state[:, -1]))
+        feature = self.feature_proj(hidden.last_hidden_state[:, -1])
+        if self.state_encoder is not None:
+            feature = feature + self.state_encoder(state_features(observations[STATE_KEY].float()))
+        return self.feature_norm(feature)
 
     def predict(self, window: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Head outputs at every window position: arm (B, W, C, A[, bins]) and gripper logits (B, W, C).
@@ -190,9 +242,9 @@ class KosmosVLA(nn.Module):
         shifted by one with this step's feature appended comes out, with the chunk predicted
         at the newest position: arm (B, C, A[, bins]) and gripper_logit (B, C).
         """
-        ncam = len(self.config.cameras)
-        frames, (input_ids, attention_mask, history, history_mask) = list(inputs[:ncam]), inputs[ncam:]
-        feature = self.encode(frames, input_ids, attention_mask)
+        keys = self.config.observation_keys
+        observations, (input_ids, attention_mask, history, history_mask) = dict(zip(keys, inputs)), inputs[len(keys):]
+        feature = self.encode(observations, input_ids, attention_mask)
         history = torch.cat([history[:, 1:], feature[:, None]], dim=1)
         history_mask = torch.cat([history_mask[:, 1:], history_mask.new_ones(history_mask.shape[0], 1)], dim=1)
         arm, gripper = self.predict(history, history_mask)

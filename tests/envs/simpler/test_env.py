@@ -128,7 +128,7 @@ def test_variant_determinism_same_seed_same_image(image_env):
     """Same episode (seed, variant) -> the same image; another variant -> a different image."""
     episode = next(e for e in SimplerSuite().episodes("variant-aggregation", 0)
                    if e.tasks[0] == "pick_coke_can" and e.options["variant_name"] == "distractors=more")
-    image_env.overlay = False
+    image_env.batch.overlay = False
     try:
         a, _ = image_env.reset(seed=episode.seed, options=dict(episode.options))
         image_env.reset(seed=1, options={"task": "open_drawer"})
@@ -141,7 +141,7 @@ def test_variant_determinism_same_seed_same_image(image_env):
             c, _ = image_env.reset(seed=ep2.seed, options=dict(ep2.options))
             assert not np.array_equal(a["rgb"], c["rgb"]), other
     finally:
-        image_env.overlay = True
+        image_env.batch.overlay = True
 
 
 def test_overlay_replaces_background_only(image_env):
@@ -150,11 +150,11 @@ def test_overlay_replaces_background_only(image_env):
     episode = _first_episode("pick_coke_can")
     obs, _ = image_env.reset(seed=episode.seed, options=dict(episode.options))
     rgb = obs["rgb"]
-    bg = resize_nearest(image_env.background, rgb.shape[:2])
+    bg = resize_nearest(image_env.batch.background, rgb.shape[:2])
     same = (rgb == bg).all(axis=-1)
     assert 0.3 < same.mean() < 0.98  # most of the frame is background, the robot is not
     # the robot's pixels are rendered, not the background
-    raw = image_env._env.unwrapped.get_obs()["sensor_data"]["camera"]
+    raw = image_env.scene_env.get_obs()["sensor_data"]["camera"]
     seg = raw["segmentation"][0, ..., 0].cpu().numpy()
-    robot = np.isin(seg, sorted(image_env._keep_ids))
+    robot = np.isin(seg, sorted(image_env.batch.keep_ids[0]))
     assert robot.any() and not same[robot].all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vlaeval.conventions import AgentSpec
+from vlaeval.envs.simpler.backend import requested_sim_backend, resolve_sim_backend
 from vlaeval.envs.simpler.episodes import instruction_for, task_layouts
 from vlaeval.envs.simpler.spec import SIMPLER_SPEC, TASKS, variants_for
 from vlaeval.envs.suite import EpisodeSpec, Setting, Suite, SuiteSpec, episode_seed
@@ -53,9 +54,22 @@ class SimplerSuite(Suite):
         return out
 
     def env_kwargs(self, setting: Setting, agent: AgentSpec, action_type: str) -> dict[str, Any]:
-        """Render only when the agent reads the camera (privileged experts run state-only)."""
+        """Render only when the agent reads the camera (privileged experts run state-only); the
+        sim backend comes from ``VLAEVAL_SIMPLER_SIM_BACKEND`` (the CLI has no per-suite option)."""
         kwargs = dict(setting.env_kwargs)
         kwargs["render"] = "rgb" in agent.observation_keys
         if not kwargs["render"]:
             kwargs["overlay"] = False
+        kwargs["sim_backend"] = requested_sim_backend()
         return kwargs
+
+    def batched_pool(self, setting: str, agent: AgentSpec, action_type: str, size: int, env_mode: str) -> Any:
+        """One batched GPU env for ``size`` slots when :func:`~vlaeval.envs.simpler.pool.wants_batched_pool`
+        says so, else None (the runner then builds its usual pool of single envs)."""
+        from vlaeval.envs.simpler.pool import SimplerBatchPool, wants_batched_pool
+
+        kwargs = self.env_kwargs(self.spec.setting(setting), agent, action_type)
+        kwargs["sim_backend"] = resolve_sim_backend(kwargs["sim_backend"])  # a clear error for gpu without CUDA
+        if not wants_batched_pool(kwargs["sim_backend"], size, env_mode, agent.privileged):
+            return None
+        return SimplerBatchPool(size, **kwargs)

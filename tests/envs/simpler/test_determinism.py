@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("mani_skill", reason="mani_skill not installed (pip install 'vlaeval[simpler]')")
 
-from tests.envs.simpler.test_pool import _assert_same_obs, _episode, _expert_run  # noqa: E402
+from tests.envs.simpler.helpers import assert_same_obs, expert_run, protocol_episode  # noqa: E402
 
 #: (episode played before, the episode compared): a grasp before a grasp of the same can at
 #: another pose; a grasp and lift before a drawer opening (contacts between the gripper and the
@@ -64,9 +64,9 @@ def reused_env():
 
 @pytest.mark.parametrize("before, compared", HISTORIES, ids=[f"{b}-then-{c[0]}" for b, c in HISTORIES])
 def test_an_episode_after_others_equals_it_on_a_fresh_env(reused_env, before, compared):
-    episode = _episode(compared[0], layout_index=compared[1])
-    _expert_run(reused_env, _episode(before))  # a full episode with grasps, left where it ends
-    actions, _ = _expert_run(reused_env, episode)  # the expert's actions, and more history
+    episode = protocol_episode(compared[0], layout_index=compared[1])
+    expert_run(reused_env, protocol_episode(before))  # a full episode with grasps, left where it ends
+    actions, _ = expert_run(reused_env, episode)  # the expert's actions, and more history
     fresh = _make(render=False)
     try:
         want = _replay(fresh, episode, actions)  # the first episode of a new env
@@ -76,14 +76,14 @@ def test_an_episode_after_others_equals_it_on_a_fresh_env(reused_env, before, co
     assert len(got) == len(want)
     for step, ((obs, info, state), (want_obs, want_info, want_state)) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(state, want_state, err_msg=f"sim state at step {step}")
-        _assert_same_obs(obs, want_obs)
+        assert_same_obs(obs, want_obs)
         assert info == want_info, step
     assert want[-1][1]["is_success"]  # the episode makes and breaks contacts, and ends in a success
 
 
 def test_the_scene_is_rebuilt_only_after_it_has_been_simulated(reused_env):
     """Resets with no step between them keep the scene (a rebuild costs about 0.2 s on CPU)."""
-    episode = _episode("put_carrot_on_plate")
+    episode = protocol_episode("put_carrot_on_plate")
     reused_env.reset(seed=episode.seed, options=dict(episode.options))
     scene = reused_env.scene_env.scene
     reused_env.reset(seed=episode.seed + 1, options=dict(episode.options))
@@ -100,18 +100,18 @@ def test_images_with_overlay_after_other_episodes_equal_the_first_play():
     except Exception as exc:  # no Vulkan ICD / renderer
         pytest.skip(f"no working Vulkan renderer ({type(exc).__name__}: {exc}); install mesa-vulkan-drivers >= 24.3")
     try:
-        episode = _episode("put_spoon_on_towel")
+        episode = protocol_episode("put_spoon_on_towel")
         actions = [np.array([0.03, 0.01 * k, -0.02, 0.0, 0.05, 0.0, 1.0 if k < 4 else -1.0]) for k in range(6)]
         want = _replay(env, episode, actions)
         keep_ids = set(env.batch.keep_ids[0])
-        before = _episode("pick_coke_can")
+        before = protocol_episode("pick_coke_can")
         env.reset(seed=before.seed, options=dict(before.options))
         for _ in range(10):  # down onto the can and close the gripper on it
             env.step(np.array([0.0, 0.0, -0.05, 0.0, 0.0, 0.0, -1.0]))
         got = _replay(env, episode, actions)
         assert env.batch.keep_ids[0] == keep_ids
         for (obs, _, state), (want_obs, _, want_state) in zip(got, want):
-            _assert_same_obs(obs, want_obs)
+            assert_same_obs(obs, want_obs)
             np.testing.assert_array_equal(state, want_state)
     finally:
         env.close()

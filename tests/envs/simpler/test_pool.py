@@ -16,7 +16,7 @@ pytest.importorskip("mani_skill", reason="mani_skill not installed (pip install 
 
 import torch  # noqa: E402
 
-from vlaeval.agents.base import AgentContext  # noqa: E402
+from tests.envs.simpler.helpers import assert_same_obs, expert_run, protocol_episode  # noqa: E402
 from vlaeval.conventions import AgentSpec  # noqa: E402
 from vlaeval.envs.simpler.backend import SIM_BACKEND_VAR, resolve_sim_backend  # noqa: E402
 from vlaeval.envs.simpler.pool import wants_batched_pool  # noqa: E402
@@ -27,39 +27,6 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 HOLD = np.array([0, 0, 0, 0, 0, 0, 1.0])
 CAMERA_AGENT = AgentSpec(action_type="relative_ee", rotation="axis_angle", gripper="open_positive",
                          observation_keys=("rgb", "robot_state"))
-
-
-def _episode(task: str, setting: str = "visual-matching", variant: str | None = None, layout_index: int = 0):
-    return next(e for e in SimplerSuite().episodes(setting, 0)
-                if e.tasks[0] == task and e.options["layout_index"] == layout_index
-                and (variant is None or e.options["variant_name"] == variant))
-
-
-def _expert_run(env, episode):
-    """The scripted expert on a single env: its actions and what the env returned for each step."""
-    from vlaeval.agents.simpler_expert.agent import SimplerExpert
-
-    agent = SimplerExpert()
-    agent.bind(AgentContext("simpler", "visual-matching", "relative_ee", env.action_space, env.observation_space, env=env))
-    obs, info = env.reset(seed=episode.seed, options=dict(episode.options))
-    agent.reset()
-    actions, steps = [], []
-    for _ in range(info["budget"]):
-        action = agent.act(obs, episode.instructions[0])
-        obs, _, terminated, truncated, info = env.step(action)
-        actions.append(np.array(action, copy=True))  # the agent may reuse its buffer
-        steps.append((obs, info))
-        if terminated or truncated:
-            break
-    return actions, steps
-
-
-def _assert_same_obs(got, want):
-    assert set(got) == set(want)
-    assert got["language"] == want["language"]
-    np.testing.assert_array_equal(got["robot_state"], want["robot_state"])
-    if "rgb" in want:
-        np.testing.assert_array_equal(got["rgb"], want["rgb"])
 
 
 # ---- backend choice (no simulator) --------------------------------------------------------
@@ -123,8 +90,8 @@ def test_one_slot_pool_plays_episodes_exactly_as_simpler_env(state_envs, task, f
     """The expert's actions, replayed on SimplerEnv and on the pool: identical at every step, also
     after a partial reset in the middle of another episode and around a step that leaves the slot out."""
     recorder, env, pool = state_envs
-    interrupted, episode = _episode(first), _episode(task)
-    actions, steps = _expert_run(recorder, episode)
+    interrupted, episode = protocol_episode(first), protocol_episode(task)
+    actions, steps = expert_run(recorder, episode)
     assert steps[-1][1]["is_success"] and steps[-1][1]["partial_success"]  # a real success to reproduce
     assert len(steps) == steps[-1][1]["budget"]  # success is read at the last step
 
@@ -139,7 +106,7 @@ def test_one_slot_pool_plays_episodes_exactly_as_simpler_env(state_envs, task, f
     want, _ = env.reset(seed=episode.seed, options=dict(episode.options))
     (ok, obs), = pool.reset({0: (episode.seed, episode.options)}).values()
     assert ok
-    _assert_same_obs(obs, want)
+    assert_same_obs(obs, want)
     tracker = pool.batch.trackers[0]
     outcomes = []
     for k, action in enumerate(actions):
@@ -148,7 +115,7 @@ def test_one_slot_pool_plays_episodes_exactly_as_simpler_env(state_envs, task, f
         want, _, _, want_truncated, info = env.step(action)
         (ok, (obs, success, terminated, truncated)), = pool.step({0: action}).values()
         assert ok
-        _assert_same_obs(obs, want)
+        assert_same_obs(obs, want)
         assert (success, terminated, truncated) == (info["is_success"], False, want_truncated)
         assert (tracker.steps, tracker.stage, tracker.ever_partial) == (info["steps"], info["stage"], info["partial_success"])
         outcomes.append(success)
@@ -176,16 +143,16 @@ def test_one_slot_pool_images_with_overlay_equal_simpler_env():
         pytest.skip(f"no working Vulkan renderer ({type(exc).__name__}: {exc}); install mesa-vulkan-drivers >= 24.3")
     pool = SimplerBatchPool(1, **kwargs)
     try:
-        for episode in (_episode("put_eggplant_in_basket"), _episode("close_drawer", "variant-aggregation", "cabinet=alt_cabinet_2")):
+        for episode in (protocol_episode("put_eggplant_in_basket"), protocol_episode("close_drawer", "variant-aggregation", "cabinet=alt_cabinet_2")):
             want, _ = env.reset(seed=episode.seed, options=dict(episode.options))
             (_, got), = pool.reset({0: (episode.seed, episode.options)}).values()
-            _assert_same_obs(got, want)
+            assert_same_obs(got, want)
             assert not np.array_equal(got["rgb"], pool.batch.scene_env.get_obs()["sensor_data"]["camera"]["rgb"][0].numpy())
             for step in range(4):
                 action = np.array([0.03, 0.01 * step, 0.0, 0.0, 0.05, 0.0, 1.0])
                 want, _, _, _, _ = env.step(action)
                 (_, (got, *_)), = pool.step({0: action}).values()
-                _assert_same_obs(got, want)  # composited the same way
+                assert_same_obs(got, want)  # composited the same way
     finally:
         pool.close()
         env.close()
@@ -229,9 +196,9 @@ def _actions(seed, n=12):
 @pytest.mark.gpu
 @needs_cuda
 def test_gpu_slots_are_independent_and_variants_are_per_slot(gpu_pool):
-    a = _episode("pick_coke_can", "variant-aggregation", "base")
-    b = _episode("pick_coke_can", "variant-aggregation", "background=alt_background_1")
-    c = _episode("open_drawer", "variant-aggregation", "lighting=darker")
+    a = protocol_episode("pick_coke_can", "variant-aggregation", "base")
+    b = protocol_episode("pick_coke_can", "variant-aggregation", "background=alt_background_1")
+    c = protocol_episode("open_drawer", "variant-aggregation", "lighting=darker")
     same = _actions(0)
     same = [[s[0], s[0]] for s in same]
     twins = _play(gpu_pool, [(a.seed, a.options)] * 2, same)
@@ -251,7 +218,7 @@ def test_gpu_slots_are_independent_and_variants_are_per_slot(gpu_pool):
 @pytest.mark.gpu
 @needs_cuda
 def test_gpu_slot_left_out_keeps_its_episode_and_partial_reset_keeps_others(gpu_pool):
-    a, b = _episode("put_carrot_on_plate"), _episode("move_near")
+    a, b = protocol_episode("put_carrot_on_plate"), protocol_episode("move_near")
     gpu_pool.reset({0: (a.seed, a.options), 1: (b.seed, b.options)})
     trackers = gpu_pool.batch.trackers
     for _ in range(5):

@@ -65,7 +65,9 @@ def measure(cameras: tuple[str, ...], steps: int, chunk: int = 25) -> dict[str, 
     actions = rng.uniform(-1, 1, size=(steps, 7)).astype(np.float32)
 
     def make() -> gymnasium.Env:
-        env = gymnasium.make("vlaeval/Calvin-v0", scene="D", cameras=cameras).unwrapped
+        """A reset env as ``gymnasium.make`` returns it, wrappers included: the env contestant
+        steps that, because it is what the harness steps (the floors only use its world)."""
+        env = gymnasium.make("vlaeval/Calvin-v0", scene="D", cameras=cameras)
         env.reset(seed=episode.seed, options=dict(episode.options))
         return env
 
@@ -73,7 +75,7 @@ def measure(cameras: tuple[str, ...], steps: int, chunk: int = 25) -> dict[str, 
     # step) the controller sent at every step; the floors send the same commands, so they simulate
     # exactly what the env simulates (checked below: same final joint state, bit for bit).
     env = make()
-    robot = env.body_ids["robot"]
+    robot = env.unwrapped.body_ids["robot"]
     commands: list[dict[str, list[float]]] = []
     send = pb.setJointMotorControlArray
 
@@ -111,15 +113,15 @@ def measure(cameras: tuple[str, ...], steps: int, chunk: int = 25) -> dict[str, 
 
     # The floor renders the static camera the way the env does (fixed geometry rasterised once,
     # moving bodies every frame), so the ratio keeps measuring the env's logic, not its renderer.
-    floor_env = make()
+    floor_env = make().unwrapped
     static_camera = StaticCamera(floor_env.client_id, floor_env.static_size, floor_env.fixed_visuals)
     contestants = {
         "env": lambda: env.step(next(env_actions)),
         "floor": floor_step(floor_env, lambda: static_camera.render(rgb=True, depth=False)),
     }
-    envs = [env, floor_env]
+    envs = [env.unwrapped, floor_env]
     if "rgb_static" in cameras:
-        full_env = make()
+        full_env = make().unwrapped
         envs.append(full_env)
         view, projection = static_view(), STATIC.projection()
         contestants["full-render floor"] = floor_step(full_env, lambda: pb.getCameraImage(

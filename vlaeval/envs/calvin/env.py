@@ -123,6 +123,8 @@ class CalvinEnv(gymnasium.Env):
         wants_static = render_mode == "rgb_array" or any(k.endswith("static") for k in self.cameras)
         self._static_camera = StaticCamera(self._client, self.static_size, self.fixed_visuals) if wants_static else None
         self._gripper_projection = GRIPPER.projection()
+        #: Whether observations need the gripper camera's pose (decided once, read every step).
+        self._gripper_camera = "rgb_gripper" in self.cameras or "depth_gripper" in self.cameras
 
         self.action_space = (
             spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
@@ -166,6 +168,8 @@ class CalvinEnv(gymnasium.Env):
         }
         self._desk = Desk(c, self.layout)
         self._ground = create_ground(c)
+        #: The bodies whose contacts a snapshot records: the robot, then the blocks.
+        self._tracked_bodies = (self._robot.body_id, *self._blocks.values())
         self._park()
         self._pristine = pb.saveState(physicsClientId=c)
 
@@ -222,9 +226,9 @@ class CalvinEnv(gymnasium.Env):
         if action.shape != (7,):
             raise ValueError(f"expected a 7-d action, got shape {action.shape}")
         if self.action_mode == "relative":
-            self._robot.apply_relative(action)
+            self._robot.apply_relative(action.tolist())
         else:
-            self._robot.apply_absolute(action)
+            self._robot.apply_absolute(action.tolist())
         for _ in range(SUBSTEPS):
             pb.stepSimulation(physicsClientId=self._client)
         joints = self._desk.joint_positions()
@@ -315,28 +319,30 @@ class CalvinEnv(gymnasium.Env):
     def _contacts(self) -> dict[int, frozenset[tuple[int, int]]]:
         """For the robot and each block, (other body, other link) over its contact points of the
         last substep: one query of all contact points, split by body (not one query per body)."""
-        bodies = (self._robot.body_id, *self._blocks.values())
-        touching: dict[int, set[tuple[int, int]]] = {body: set() for body in bodies}
+        touching: dict[int, set[tuple[int, int]]] = {body: set() for body in self._tracked_bodies}
+        get = touching.get
         for point in pb.getContactPoints(physicsClientId=self._client):
-            body_a, body_b = point[1], point[2]
-            if body_a in touching:
-                touching[body_a].add((body_b, point[4]))
-            if body_b in touching:
-                touching[body_b].add((body_a, point[3]))
+            pairs = get(point[1])
+            if pairs is not None:
+                pairs.add((point[2], point[4]))
+            pairs = get(point[2])
+            if pairs is not None:
+                pairs.add((point[1], point[3]))
         return {body: frozenset(pairs) for body, pairs in touching.items()}
 
     def _take_snapshot(self, joints: tuple[float, float, float, float]) -> Snapshot:
         c = self._client
         contacts = self._contacts()
-        blocks = []
-        for colour, body in self._blocks.items():
-            position, orientation = pb.getBasePositionAndOrientation(body, physicsClientId=c)
-            linear, angular = pb.getBaseVelocity(body, physicsClientId=c)
-            blocks.append((colour, BlockState(body, position, orientation, linear, angular, contacts[body])))
+        pose, velocity = pb.getBasePositionAndOrientation, pb.getBaseVelocity
+        blocks = tuple([
+            (colour, BlockState(body, *pose(body, physicsClientId=c), *velocity(body, physicsClientId=c),
+                                contacts[body]))
+            for colour, body in self._blocks.items()
+        ])
         slide, drawer, button, switch = joints
         return Snapshot(
             robot_id=self._robot.body_id, desk_id=self._desk.body_id,
-            robot_contacts=contacts[self._robot.body_id], blocks=tuple(blocks),
+            robot_contacts=contacts[self._robot.body_id], blocks=blocks,
             slide=slide, drawer=drawer, button=button, switch=switch,
             lightbulb=self._desk.lightbulb, led=self._desk.led,
         )
@@ -344,20 +350,24 @@ class CalvinEnv(gymnasium.Env):
     def _scene_obs(self) -> np.ndarray:
         snap = self._snapshot
         values = [snap.slide, snap.drawer, snap.button, snap.switch, snap.lightbulb, snap.led]
-        for colour in self.layout.block_order:  # scene_obs slots follow the scene's block order
-            block = snap.block(colour)
-            values += (*block.position, *pb.getEulerFromQuaternion(block.orientation))
+        # scene_obs slots follow the scene's block order, which is also the snapshot's (the
+        # blocks are created in that order).
+        for _, block in snap.blocks:
+            values += block.position
+            values += pb.getEulerFromQuaternion(block.orientation)
         return np.array(values, dtype=np.float64)
 
     def _observation(self) -> dict[str, Any]:
-        wants = self.cameras
-        gripper = "rgb_gripper" in wants or "depth_gripper" in wants
+        gripper = self._gripper_camera
         robot_obs, camera_pose = self._robot.observation(camera_pose=gripper)
         obs: dict[str, Any] = {
             "robot_obs": robot_obs,
             "scene_obs": self._scene_obs(),
             "language": self._instructions[self._index] if self._index < len(self._instructions) else "",
         }
+        if not self.cameras:  # state-only agents: nothing to render or filter
+            return obs
+        wants = self.cameras
         if "rgb_static" in wants or "depth_static" in wants:
             obs["rgb_static"], obs["depth_static"] = self._static_camera.render("rgb_static" in wants,
                                                                                 "depth_static" in wants)

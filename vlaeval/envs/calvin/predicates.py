@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -104,27 +103,72 @@ PLACE_SURFACE_LINK = {"slider": DESK_PLANK, "drawer": DESK_DRAWER}
 STILL_MAX_VELOCITY = 1.0
 
 
-@lru_cache(maxsize=64)
-def _rotation_matrix(q: tuple[float, ...]) -> np.ndarray:
-    """R(q) of a quaternion (x, y, z, w).  Cached: a subtask's start orientation is the same at
-    every step of the subtask; callers must not modify the returned array."""
+#: Half-width (degrees) of the band around each decision boundary of the rotation test in which
+#: the fast pure-Python angles defer to the reference numpy ones.  The two differ by a few ulps
+#: (numpy's matmul runs in BLAS, with fused multiply-adds), under 1e-12 degrees wherever the
+#: fast angles decide, so outside the band both give the same verdict.
+_EXACT_BAND_DEG = 1e-6
+
+
+def _rotation_rows(q: tuple[float, ...]) -> tuple[tuple[float, float, float], ...]:
+    """Rows of R(q) for a quaternion (x, y, z, w), as Python floats."""
     x, y, z, w = q
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
+    return (
+        (1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)),
+        (2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)),
+        (2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)),
     )
 
 
+def _dot(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _euler_deg(r00: float, r10: float, r20: float, r21: float, r22: float) -> tuple[float, float, float]:
+    """Extrinsic x-y-z Euler angles (degrees) of a rotation matrix, from the entries they need."""
+    beta = math.asin(max(-1.0, min(1.0, -r20)))
+    return math.degrees(math.atan2(r21, r22)), math.degrees(beta), math.degrees(math.atan2(r10, r00))
+
+
 def _relative_euler_deg(q_start: tuple[float, ...], q_end: tuple[float, ...]) -> tuple[float, float, float]:
-    """Extrinsic x-y-z Euler angles (degrees) of R(q_E)·R(q_S)ᵀ, the rotation applied in between."""
-    r = _rotation_matrix(tuple(q_end)) @ _rotation_matrix(tuple(q_start)).T
-    beta = math.asin(max(-1.0, min(1.0, -r[2, 0])))
-    alpha = math.atan2(r[2, 1], r[2, 2])
-    gamma = math.atan2(r[1, 0], r[0, 0])
-    return math.degrees(alpha), math.degrees(beta), math.degrees(gamma)
+    """Extrinsic x-y-z Euler angles (degrees) of R(q_E)·R(q_S)ᵀ, the rotation applied in between:
+    the reference computation (numpy's matmul), which decides every case near a threshold."""
+    r = (np.array(_rotation_rows(q_end)) @ np.array(_rotation_rows(q_start)).T).tolist()
+    return _euler_deg(r[0][0], r[1][0], r[2][0], r[2][1], r[2][2])
+
+
+def _relative_euler_deg_fast(q_start: tuple[float, ...], q_end: tuple[float, ...]) -> tuple[float, float, float]:
+    """The same angles in plain Python from the five matrix entries they need: several times
+    cheaper than numpy on 3x3 matrices, equal to :func:`_relative_euler_deg` up to rounding."""
+    (e0, e1, e2), (s0, s1, s2) = _rotation_rows(q_end), _rotation_rows(q_start)
+    return _euler_deg(_dot(e0, s0), _dot(e1, s0), _dot(e2, s0), _dot(e2, s1), _dot(e2, s2))
+
+
+def _near_rotation_boundary(alpha: float, beta: float, gamma: float) -> bool:
+    """Whether an angle lies within :data:`_EXACT_BAND_DEG` of a boundary of the rotation test
+    (tilt limits, minimum turn, and the ±180 degree wrap of gamma)."""
+    band = _EXACT_BAND_DEG
+    return (
+        abs(abs(alpha) - ROTATION_MAX_TILT_DEG) < band
+        or abs(abs(beta) - ROTATION_MAX_TILT_DEG) < band
+        or abs(abs(gamma) - ROTATION_MIN_DEG) < band
+        or abs(gamma) > 180.0 - band
+    )
+
+
+def _rotated(q_start: tuple[float, ...], q_end: tuple[float, ...], direction: str) -> bool:
+    """The angle part of rotate_*: tilt under the limit about x and y, a turn of more than
+    ROTATION_MIN_DEG about z in ``direction``.  Decided by the fast angles unless one is near a
+    boundary, where the reference angles decide, so the verdict is always the reference's."""
+    angles = _relative_euler_deg_fast(q_start, q_end)
+    if _near_rotation_boundary(*angles):
+        angles = _relative_euler_deg(q_start, q_end)
+    alpha, beta, gamma = angles
+    if abs(alpha) >= ROTATION_MAX_TILT_DEG or abs(beta) >= ROTATION_MAX_TILT_DEG:
+        return False
+    if direction == "left":
+        return ROTATION_MIN_DEG < gamma < 180.0
+    return -180.0 < gamma < -ROTATION_MIN_DEG
 
 
 def _rotate(colour: str, direction: str) -> Predicate:
@@ -134,12 +178,7 @@ def _rotate(colour: str, direction: str) -> Predicate:
             return False
         if not (e.bodies - {end.robot_id}):  # held in the gripper, not resting on anything
             return False
-        alpha, beta, gamma = _relative_euler_deg(s.orientation, e.orientation)
-        if abs(alpha) >= ROTATION_MAX_TILT_DEG or abs(beta) >= ROTATION_MAX_TILT_DEG:
-            return False
-        if direction == "left":
-            return ROTATION_MIN_DEG < gamma < 180.0
-        return -180.0 < gamma < -ROTATION_MIN_DEG
+        return _rotated(s.orientation, e.orientation, direction)
 
     return predicate
 

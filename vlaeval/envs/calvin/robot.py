@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pybullet as pb
@@ -45,6 +46,12 @@ _ARM_FORCES = (ARM_FORCE,) * len(ARM_JOINTS)
 _MAX_VELOCITIES = (ARM_MAX_VELOCITY,) * len(ARM_JOINTS) + (FINGER_MAX_VELOCITY,) * len(FINGER_JOINTS)
 #: Gripper command -> (finger target, motor force): opening is gentle, closing squeezes (§D.7).
 GRIPPER_MOTOR = {1.0: (FINGER_OPEN, 2.0), -1.0: (0.0, 200.0)}
+#: Gripper command -> (finger targets, forces of all 9 motors), built once: the per-step command
+#: then only clips the IK solution.
+_GRIPPER_COMMAND = {
+    command: ((finger,) * len(FINGER_JOINTS), _ARM_FORCES + (force,) * len(FINGER_JOINTS))
+    for command, (finger, force) in GRIPPER_MOTOR.items()
+}
 
 #: Relative action scaling: metres and radians per unit action (§D.7).
 POSITION_SCALE = 0.02
@@ -136,16 +143,23 @@ class Robot:
 
     # --- control ---------------------------------------------------------------------------
 
-    def apply_relative(self, action: np.ndarray) -> None:
-        """Accumulate a scaled (not clipped) relative action into the target pose, then track it."""
-        values = np.asarray(action, dtype=np.float64).tolist()
-        self._target_position = [t + POSITION_SCALE * d for t, d in zip(self._target_position, values[:3])]
-        self._target_euler = [t + ORIENTATION_SCALE * d for t, d in zip(self._target_euler, values[3:6])]
-        self._track(values[6])
+    def apply_relative(self, action: Sequence[float]) -> None:
+        """Accumulate a scaled (not clipped) relative action into the target pose, then track it.
 
-    def apply_absolute(self, action: np.ndarray) -> None:
-        """Track a world TCP pose (xyz, Euler xyz) given directly."""
-        values = np.asarray(action, dtype=np.float64).tolist()
+        ``action`` holds the 7 values as Python floats (the env converts once per step; numpy's
+        per-call overhead on 3-vectors costs more than this arithmetic).
+        """
+        x, y, z, roll, pitch, yaw, gripper = action
+        px, py, pz = self._target_position
+        ex, ey, ez = self._target_euler
+        self._target_position = [px + POSITION_SCALE * x, py + POSITION_SCALE * y, pz + POSITION_SCALE * z]
+        self._target_euler = [ex + ORIENTATION_SCALE * roll, ey + ORIENTATION_SCALE * pitch,
+                              ez + ORIENTATION_SCALE * yaw]
+        self._track(gripper)
+
+    def apply_absolute(self, action: Sequence[float]) -> None:
+        """Track a world TCP pose (xyz, Euler xyz) given directly, as 7 Python floats."""
+        values = list(action)
         self._target_position, self._target_euler = values[:3], values[3:6]
         self._track(values[6])
 
@@ -153,21 +167,25 @@ class Robot:
         orientation = pb.getQuaternionFromEuler(self._target_euler)
         solution = pb.calculateInverseKinematics(self.body_id, TCP_LINK, self._target_position, orientation,
                                                  **_IK_ARGUMENTS, physicsClientId=self._client)
-        arm = [min(max(q, lo), hi) for q, lo, hi in zip(solution, IK_CLIP_LOWER, IK_CLIP_UPPER)]
         self.gripper_command = binarise_gripper(gripper)
-        self._command(arm, *GRIPPER_MOTOR[self.gripper_command])
+        # The IK solution has 9 entries (all DoF); the first 7 are clipped to the arm's limits
+        # (the same values as min(max(q, lo), hi), without two builtin calls per joint), the
+        # finger entries are replaced by the gripper's target.
+        targets = [lo if q < lo else hi if q > hi else q
+                   for q, lo, hi in zip(solution, IK_CLIP_LOWER, IK_CLIP_UPPER)]
+        finger, forces = _GRIPPER_COMMAND[self.gripper_command]
+        targets += finger
+        self._command(targets, forces)
 
-    def _command(self, arm: list[float], finger: float, finger_force: float) -> None:
+    def _command(self, targets: list[float], forces: tuple[float, ...]) -> None:
         """Targets and forces of all 9 motors in one call.
 
         setJointMotorControlArray cannot set a velocity limit, but pybullet keeps each motor's
         limit until a command sets it again, so the limits :meth:`reset` sets still hold: this is
         the same motor state as upstream's per-joint calls, at one call instead of nine.
         """
-        pb.setJointMotorControlArray(
-            self.body_id, MOTOR_JOINTS, pb.POSITION_CONTROL, targetPositions=arm + [finger] * len(FINGER_JOINTS),
-            forces=_ARM_FORCES + (finger_force,) * len(FINGER_JOINTS), physicsClientId=self._client,
-        )
+        pb.setJointMotorControlArray(self.body_id, MOTOR_JOINTS, pb.POSITION_CONTROL, targetPositions=targets,
+                                     forces=forces, physicsClientId=self._client)
 
     # --- state -----------------------------------------------------------------------------
 
@@ -182,13 +200,17 @@ class Robot:
         forward-kinematics pass."""
         c = self._client
         joints = pb.getJointStates(self.body_id, MOTOR_JOINTS, physicsClientId=c)
-        links = pb.getLinkStates(self.body_id, (TCP_LINK, GRIPPER_CAM_LINK) if camera_pose else (TCP_LINK,),
-                                 computeForwardKinematics=True, physicsClientId=c)
-        tcp = links[0]
+        if camera_pose:
+            tcp, camera = pb.getLinkStates(self.body_id, (TCP_LINK, GRIPPER_CAM_LINK), computeForwardKinematics=True,
+                                           physicsClientId=c)
+        else:  # the single-link query is cheaper than getLinkStates with one link
+            tcp = pb.getLinkState(self.body_id, TCP_LINK, computeForwardKinematics=True, physicsClientId=c)
         # In initial_state.ROBOT_OBS_LAYOUT order, built in one numpy call (this runs every step).
-        obs = np.array([*tcp[4], *pb.getEulerFromQuaternion(tcp[5]), joints[7][0] + joints[8][0],
-                        *(j[0] for j in joints[:7]), self.gripper_command], dtype=np.float64)
-        return obs, ((links[1][4], links[1][5]) if camera_pose else None)
+        values = [*tcp[4], *pb.getEulerFromQuaternion(tcp[5]), joints[7][0] + joints[8][0]]
+        values += [j[0] for j in joints[:7]]
+        values.append(self.gripper_command)
+        obs = np.array(values, dtype=np.float64)
+        return obs, ((camera[4], camera[5]) if camera_pose else None)
 
     @property
     def target_pose(self) -> tuple[np.ndarray, np.ndarray]:

@@ -178,10 +178,11 @@ def evaluate(
             if given is not None and given != saved:
                 raise VlaevalError(f"{run_dir} is a run of {what} {saved!r}, not {given!r}; drop --{what} or start a new run")
         if episodes is not None and episodes != config.episodes:
-            if not config.episodes < episodes <= spec_of(config.suite).protocol.episodes:
+            available = spec_of(config.suite).protocol.episodes
+            if not config.episodes < episodes <= available:
                 raise VlaevalError(
                     f"{run_dir} evaluates {config.episodes} episodes; --resume can extend it to more "
-                    f"(up to {spec_of(config.suite).protocol.episodes}), not change it to {episodes}"
+                    f"(up to {available}), not change it to {episodes}"
                 )
             config = dataclasses.replace(config, episodes=episodes)
             manifest["config"] = dataclasses.asdict(config)

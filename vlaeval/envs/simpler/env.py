@@ -697,7 +697,6 @@ class EpisodeTracker:
         self.steps = 0
         self.stage = 1
         self.instruction = instruction or TASK_INFO[task].instruction
-        self.ever_grasped = False
         self.ever_partial = False
         self.lift_steps = 0
         self.apple_touched_floor = False
@@ -716,7 +715,6 @@ class EpisodeTracker:
         return bool(success and (truncated or success_at == "first_step")), truncated
 
     def _update(self, ev: dict[str, Any]) -> None:
-        self.ever_grasped |= bool(ev.get("grasped"))
         if self.task in ("open_drawer", "close_drawer"):
             self.ever_partial |= bool(ev.get("drawer_moved"))
         else:
@@ -807,7 +805,7 @@ class SimplerBatch:
         self.observation_space = spaces.Dict(obs_spaces)
         self.trackers = [EpisodeTracker() for _ in range(num_envs)]
         self.keep_ids: list[set[int]] = [set() for _ in range(num_envs)]  # overlay foreground per slot
-        self._hold = np.zeros((num_envs, 7), dtype=np.float32)  # each slot's last action, zero motion
+        self._hold = np.zeros((num_envs, 7), dtype=np.float32)  # zero motion + each slot's last gripper command
         self._hold[:, 6] = 1.0  # the rest pose's gripper is open
 
     def reset(self, requests: Mapping[int, tuple[int | None, Mapping[str, Any]]]) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
@@ -821,8 +819,7 @@ class SimplerBatch:
         out = {}
         for slot, episode in zip(slots, episodes):
             self.trackers[slot] = tracker = EpisodeTracker(episode["task"], requests[slot][1].get("instruction", ""))
-            self._hold[slot, :6] = 0.0
-            self._hold[slot, 6] = 1.0
+            self._hold[slot, 6] = 1.0  # the rest pose's gripper is open again
             if self.overlay:
                 self.keep_ids[slot] = self._foreground_ids(slot)
             out[slot] = self._observation(obs, slot), tracker.info(self.scene_env.evaluate_env(slot), False,

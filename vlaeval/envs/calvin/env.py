@@ -45,7 +45,8 @@ from vlaeval.envs.calvin.initial_state import (
     SCENE_OBS_SLIDER,
     SCENE_OBS_SWITCH,
 )
-from vlaeval.envs.calvin.predicates import DESK_PLANK, PREDICATES, BlockState, Snapshot
+from vlaeval.envs.calvin.live_snapshot import LiveSnapshot
+from vlaeval.envs.calvin.predicates import DESK_PLANK, PREDICATES, Snapshot
 from vlaeval.envs.calvin.robot import FINGER_OPEN, INITIAL_JOINTS, Robot
 from vlaeval.envs.calvin.scene import (
     COLOUR_RGBA,
@@ -150,7 +151,7 @@ class CalvinEnv(gymnasium.Env):
         self._instructions: tuple[str, ...] = ()
         self._index = 0
         self._snapshot = self._take_snapshot(self._desk.joint_positions())
-        self._start = self._snapshot
+        self._start = self._snapshot.freeze()
 
     # --- construction ----------------------------------------------------------------------
 
@@ -168,8 +169,8 @@ class CalvinEnv(gymnasium.Env):
         }
         self._desk = Desk(c, self.layout)
         self._ground = create_ground(c)
-        #: The bodies whose contacts a snapshot records: the robot, then the blocks.
-        self._tracked_bodies = (self._robot.body_id, *self._blocks.values())
+        #: (colour, body) of the blocks in the scene's block order, as snapshots list them.
+        self._block_items = tuple(self._blocks.items())
         self._park()
         self._pristine = pb.saveState(physicsClientId=c)
 
@@ -206,6 +207,7 @@ class CalvinEnv(gymnasium.Env):
             raise ValueError(f"robot_obs/scene_obs must have shapes ({ROBOT_OBS_SIZE},)/({SCENE_OBS_SIZE},)")
         self._set_chain(options.get("tasks", ()), options.get("instructions"))
 
+        self._snapshot.expire()
         pb.restoreState(self._pristine, physicsClientId=self._client)
         self._park()
         self._robot.place_base()
@@ -216,9 +218,8 @@ class CalvinEnv(gymnasium.Env):
         pb.performCollisionDetection(physicsClientId=self._client)
         pb.stepSimulation(physicsClientId=self._client)  # one step, no button/switch update (§B.5)
 
-        joints = self._desk.joint_positions()
-        self._snapshot = self._take_snapshot(joints)
-        self._start = self._snapshot
+        self._snapshot = self._take_snapshot(self._desk.joint_positions())
+        self._start = self._snapshot.freeze()
         return self._observation(), self._info(False, self.current_task or "", 0)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
@@ -229,6 +230,7 @@ class CalvinEnv(gymnasium.Env):
             self._robot.apply_relative(action.tolist())
         else:
             self._robot.apply_absolute(action.tolist())
+        self._snapshot.expire()
         for _ in range(SUBSTEPS):
             pb.stepSimulation(physicsClientId=self._client)
         joints = self._desk.joint_positions()
@@ -239,7 +241,7 @@ class CalvinEnv(gymnasium.Env):
         success = task is not None and PREDICATES[task](self._start, self._snapshot)
         if success:
             self._index += 1
-            self._start = self._snapshot
+            self._start = self._snapshot.freeze()
         terminated = success and self._index == len(self._tasks)
         reward = 1.0 if success else 0.0
         return self._observation(), reward, terminated, False, self._info(success, task or "", index)
@@ -316,36 +318,9 @@ class CalvinEnv(gymnasium.Env):
             pb.resetBasePositionAndOrientation(body, values[:3].tolist(), orientation, physicsClientId=self._client)
             pb.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0), physicsClientId=self._client)
 
-    def _contacts(self) -> dict[int, frozenset[tuple[int, int]]]:
-        """For the robot and each block, (other body, other link) over its contact points of the
-        last substep: one query of all contact points, split by body (not one query per body)."""
-        touching: dict[int, set[tuple[int, int]]] = {body: set() for body in self._tracked_bodies}
-        get = touching.get
-        for point in pb.getContactPoints(physicsClientId=self._client):
-            pairs = get(point[1])
-            if pairs is not None:
-                pairs.add((point[2], point[4]))
-            pairs = get(point[2])
-            if pairs is not None:
-                pairs.add((point[1], point[3]))
-        return {body: frozenset(pairs) for body, pairs in touching.items()}
-
-    def _take_snapshot(self, joints: tuple[float, float, float, float]) -> Snapshot:
-        c = self._client
-        contacts = self._contacts()
-        pose, velocity = pb.getBasePositionAndOrientation, pb.getBaseVelocity
-        blocks = tuple([
-            (colour, BlockState(body, *pose(body, physicsClientId=c), *velocity(body, physicsClientId=c),
-                                contacts[body]))
-            for colour, body in self._blocks.items()
-        ])
-        slide, drawer, button, switch = joints
-        return Snapshot(
-            robot_id=self._robot.body_id, desk_id=self._desk.body_id,
-            robot_contacts=contacts[self._robot.body_id], blocks=blocks,
-            slide=slide, drawer=drawer, button=button, switch=switch,
-            lightbulb=self._desk.lightbulb, led=self._desk.led,
-        )
+    def _take_snapshot(self, joints: tuple[float, float, float, float]) -> LiveSnapshot:
+        return LiveSnapshot(self._client, self._robot.body_id, self._desk.body_id, self._block_items, joints,
+                            self._desk.lightbulb, self._desk.led)
 
     def _scene_obs(self) -> np.ndarray:
         snap = self._snapshot
@@ -437,7 +412,7 @@ class CalvinEnv(gymnasium.Env):
 
     def snapshot(self) -> Snapshot:
         """The §C.1 info snapshot after the last reset/step (what the predicates read)."""
-        return self._snapshot
+        return self._snapshot.freeze()
 
     def start_snapshot(self) -> Snapshot:
         """The snapshot S the current subtask is judged against."""

@@ -3,6 +3,10 @@
 A predicate compares the snapshot S taken when the subtask started with the snapshot E after the
 current step.  Keeping them free of pybullet lets the tests pin every threshold with hand-built
 snapshots, and lets the scripted expert and offline analyses reuse them on recorded states.
+
+Within a predicate, conditions on poses, joints and the start snapshot come before those on the
+end snapshot's contacts and velocities: the env reads those from the simulator only when asked
+(:mod:`vlaeval.envs.calvin.live_snapshot`), and the order of a conjunction never changes its verdict.
 """
 
 from __future__ import annotations
@@ -176,9 +180,9 @@ def _rotate(colour: str, direction: str) -> Predicate:
         s, e = start.block(colour), end.block(colour)
         if math.dist(s.position, e.position) > ROTATION_MAX_SHIFT:
             return False
-        if not (e.bodies - {end.robot_id}):  # held in the gripper, not resting on anything
+        if not _rotated(s.orientation, e.orientation, direction):
             return False
-        return _rotated(s.orientation, e.orientation, direction)
+        return bool(e.bodies - {end.robot_id})  # resting on something, not held up in the gripper
 
     return predicate
 
@@ -186,12 +190,12 @@ def _rotate(colour: str, direction: str) -> Predicate:
 def _push(colour: str, direction: str) -> Predicate:
     def predicate(start: Snapshot, end: Snapshot) -> bool:
         s, e = start.block(colour), end.block(colour)
+        dx = e.position[0] - s.position[0]
+        if not (dx > PUSH_MIN_SHIFT if direction == "right" else dx < -PUSH_MIN_SHIFT):
+            return False
         surfaces_s = {c for c in s.contacts if c[0] != start.robot_id}
         surfaces_e = {c for c in e.contacts if c[0] != end.robot_id}
-        if not surfaces_s or not surfaces_e or not surfaces_s <= surfaces_e:
-            return False
-        dx = e.position[0] - s.position[0]
-        return dx > PUSH_MIN_SHIFT if direction == "right" else dx < -PUSH_MIN_SHIFT
+        return bool(surfaces_s) and bool(surfaces_e) and surfaces_s <= surfaces_e
 
     return predicate
 
@@ -211,8 +215,8 @@ def _lift(colour: str, surface: str) -> Predicate:
         s, e = start.block(colour), end.block(colour)
         return (
             e.position[2] - s.position[2] > LIFT_HEIGHT[surface]
-            and e.bodies == {end.robot_id}
             and (start.desk_id, LIFT_SURFACE_LINK[surface]) in s.contacts
+            and e.bodies == {end.robot_id}
         )
 
     return predicate

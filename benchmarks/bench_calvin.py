@@ -1,6 +1,6 @@
 """CALVIN env speed against a raw-PyBullet floor measured in the same run.
 
-    python benchmarks/bench_calvin.py [--steps 300] [--expert-chains 100] [--workers 2] [--chunk 25]
+    python benchmarks/bench_calvin.py [--chains 3] [--steps 300] [--expert-chains 100] [--workers 2] [--chunk 25]
 
 Prints steps per second (wall and per CPU-second) of ``vlaeval/Calvin-v0`` with both cameras
 (200x200 static + 84x84 gripper) and with cameras off, next to a floor that does the same number
@@ -11,20 +11,44 @@ observation building) adds.  The floor renders the static camera as the env does
 (:class:`~vlaeval.envs.calvin.cameras.StaticCamera`: fixed geometry rasterised once); a second
 floor that rasterises every body every frame shows what that saves.  Env and floors run in
 separate env instances and take turns in chunks of steps, so load from other processes on a
-shared machine skews none of them against the others.  Then the wall time of the scripted expert
-on the first N official chains.  Goals (issue 3): >= 40 steps per CPU-second with both cameras
-(5x upstream's 7-8), >= 140 steps/s with cameras off, logic overhead under 25 % of the floor.
+shared machine skews none of them against the others.
+
+Two workloads, because what a step costs depends on what the arm does (contacts are physics
+work, and the IK's share of a step is larger when the physics is light):
+
+* ``expert chains``: the scripted expert's actions on the first ``--chains`` official chains,
+  recorded once through the harness's own episode loop and replayed from the same resets: the
+  states an evaluation visits, chained subtasks and all.  The goals are judged on this workload.
+* ``random actions``: ``--steps`` uniform random actions from chain 0's initial state, a common
+  stress test (the arm flails; the blocks mostly rest).
+
+Then the wall time of the scripted expert on the first N official chains.  Goals (issue 3):
+>= 40 steps per CPU-second with both cameras (5x upstream's 7-8), >= 140 steps/s with cameras
+off, logic overhead under 25 % of the floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
 UPSTREAM_STEPS_PER_CPU_S = {"both cameras": 7.5, "cameras off": 140.0}
+CAMERAS = {"both cameras": ("rgb_static", "rgb_gripper"), "cameras off": ()}
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One episode's reset and actions, and the motor commands the env sent for them (one
+    ``setJointMotorControlArray`` per step), which the floors replay."""
+
+    seed: int
+    options: dict
+    actions: tuple[np.ndarray, ...]
+    commands: tuple[dict[str, list[float]], ...]
 
 
 class _Clock:
@@ -47,35 +71,23 @@ class _Clock:
         return self.steps / self.wall, self.steps / max(self.cpu, 1e-9)
 
 
-def measure(cameras: tuple[str, ...], steps: int, chunk: int = 25) -> dict[str, tuple[float, float]]:
-    """Rates of the env, the floor and (with the static camera) a floor that renders every frame in
-    full.  Each runs in its own env instance and they take turns in chunks of ``chunk`` steps, so
-    a change in machine load during the run hits all of them alike."""
+def _make(cameras: tuple[str, ...]):
+    """An env as ``gymnasium.make`` returns it, wrappers included: the env contestant steps that,
+    because it is what the harness steps (the floors only use its world)."""
     import gymnasium
-    import pybullet as pb
 
     import vlaeval.envs.registration  # noqa: F401
-    from vlaeval.envs.calvin.cameras import GRIPPER, STATIC, StaticCamera, gripper_view, static_view
-    from vlaeval.envs.calvin.env import SUBSTEPS
-    from vlaeval.envs.calvin.robot import GRIPPER_CAM_LINK, MOTOR_JOINTS
-    from vlaeval.envs.calvin.suite import CalvinSuite
 
-    episode = CalvinSuite().episodes("D->D", 0)[0]
-    rng = np.random.default_rng(0)
-    actions = rng.uniform(-1, 1, size=(steps, 7)).astype(np.float32)
+    return gymnasium.make("vlaeval/Calvin-v0", scene="D", cameras=cameras)
 
-    def make() -> gymnasium.Env:
-        """A reset env as ``gymnasium.make`` returns it, wrappers included: the env contestant
-        steps that, because it is what the harness steps (the floors only use its world)."""
-        env = gymnasium.make("vlaeval/Calvin-v0", scene="D", cameras=cameras)
-        env.reset(seed=episode.seed, options=dict(episode.options))
-        return env
 
-    # An untimed pass records the motor command (the env's one setJointMotorControlArray call per
-    # step) the controller sent at every step; the floors send the same commands, so they simulate
-    # exactly what the env simulates (checked below: same final joint state, bit for bit).
-    env = make()
-    robot = env.unwrapped.body_ids["robot"]
+def _with_commands(seed: int, options: dict, actions: list[np.ndarray]) -> Rollout:
+    """Step the actions once, untimed, recording the motor command the controller sent at every
+    step (the env's one setJointMotorControlArray call per step)."""
+    import pybullet as pb
+
+    env = _make(())
+    env.reset(seed=seed, options=dict(options))
     commands: list[dict[str, list[float]]] = []
     send = pb.setJointMotorControlArray
 
@@ -89,53 +101,122 @@ def measure(cameras: tuple[str, ...], steps: int, chunk: int = 25) -> dict[str, 
             env.step(action)
     finally:
         pb.setJointMotorControlArray = send
-    if len(commands) != steps:
-        raise RuntimeError(f"expected one motor command per step, recorded {len(commands)} for {steps} steps")
-    env.reset(seed=episode.seed, options=dict(episode.options))
-    env_actions = iter(actions)
+        env.close()
+    if len(commands) != len(actions):
+        raise RuntimeError(f"expected one motor command per step, recorded {len(commands)} for {len(actions)} steps")
+    return Rollout(seed, dict(options), tuple(actions), tuple(commands))
 
-    def floor_step(floor_env: gymnasium.Env, render_static: Callable[[], object]) -> Callable[[], None]:
-        client, grip_p = floor_env.client_id, GRIPPER.projection()
-        replay = iter(commands)
+
+def expert_workload(chains: int) -> list[Rollout]:
+    """The expert's actions on the first official chains, played by the harness's episode loop
+    (agent reset per subtask, 360 steps each, chain stops at a failure)."""
+    import gymnasium
+
+    from vlaeval.agents.base import AgentContext
+    from vlaeval.agents.expert.agent import CalvinExpert
+    from vlaeval.envs.calvin.spec import CALVIN_SPEC
+    from vlaeval.envs.calvin.suite import CalvinSuite
+    from vlaeval.evaluators.episode import EpisodeContext, run_episode
+
+    class Recorder(gymnasium.Wrapper):
+        """Keeps every action the episode loop steps."""
+
+        def __init__(self, env: gymnasium.Env) -> None:
+            super().__init__(env)
+            self.actions: list[np.ndarray] = []
+
+        def step(self, action):  # type: ignore[no-untyped-def]
+            self.actions.append(np.array(action, copy=True))
+            return self.env.step(action)
+
+    ctx = EpisodeContext(run_id="bench", agent="expert", suite="calvin", suite_version=CALVIN_SPEC.version,
+                         setting="D->D", max_steps=CALVIN_SPEC.protocol.max_steps, step_timeout=60.0)
+    env = Recorder(_make(()))
+    agent = CalvinExpert()
+    agent.bind(AgentContext("calvin", "D->D", "relative_ee", env.action_space, env.observation_space, env.unwrapped))
+    rollouts = []
+    for episode in CalvinSuite().episodes("D->D", 0)[:chains]:
+        env.actions = []
+        run_episode(env, agent, episode, ctx)
+        rollouts.append(_with_commands(episode.seed, dict(episode.options), env.actions))
+    env.close()
+    return rollouts
+
+
+def random_workload(steps: int) -> list[Rollout]:
+    from vlaeval.envs.calvin.suite import CalvinSuite
+
+    episode = CalvinSuite().episodes("D->D", 0)[0]
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, 7)).astype(np.float32)
+    return [_with_commands(episode.seed, dict(episode.options), list(actions))]
+
+
+def measure(cameras: tuple[str, ...], workload: list[Rollout], chunk: int = 25) -> dict[str, tuple[float, float]]:
+    """Rates of the env, the floor and (with the static camera) a floor that renders every frame in
+    full.  Each runs in its own env instance; every episode starts from the same reset in all of
+    them (untimed), and they take turns in chunks of ``chunk`` steps, so a change in machine load
+    during the run hits all of them alike."""
+    import pybullet as pb
+
+    from vlaeval.envs.calvin.cameras import GRIPPER, STATIC, StaticCamera, gripper_view, static_view
+    from vlaeval.envs.calvin.env import SUBSTEPS
+    from vlaeval.envs.calvin.robot import GRIPPER_CAM_LINK, MOTOR_JOINTS
+
+    env = _make(cameras)
+    floor_env = _make(cameras).unwrapped
+    robot = floor_env.body_ids["robot"]
+    grip_p = GRIPPER.projection()
+    #: What each contestant consumes in the current rollout: the env its actions, a floor the
+    #: env's motor commands.
+    feeds: dict[str, Iterator] = {}
+
+    def floor_step(name: str, world, render_static: Callable[[], object]) -> Callable[[], None]:
+        client = world.client_id
 
         def raw_step() -> None:
-            pb.setJointMotorControlArray(robot, MOTOR_JOINTS, pb.POSITION_CONTROL, **next(replay), physicsClientId=client)
+            pb.setJointMotorControlArray(robot, MOTOR_JOINTS, pb.POSITION_CONTROL, **next(feeds[name]),
+                                         physicsClientId=client)
             for _ in range(SUBSTEPS):
                 pb.stepSimulation(physicsClientId=client)
             if "rgb_static" in cameras:
                 render_static()
             if "rgb_gripper" in cameras:
                 pos, orn = pb.getLinkState(robot, GRIPPER_CAM_LINK, computeForwardKinematics=True, physicsClientId=client)[4:6]
-                pb.getCameraImage(floor_env.gripper_size, floor_env.gripper_size, gripper_view(pos, orn), grip_p, shadow=0,
+                pb.getCameraImage(world.gripper_size, world.gripper_size, gripper_view(pos, orn), grip_p, shadow=0,
                                   renderer=pb.ER_TINY_RENDERER, flags=pb.ER_NO_SEGMENTATION_MASK, physicsClientId=client)
 
         return raw_step
 
     # The floor renders the static camera the way the env does (fixed geometry rasterised once,
     # moving bodies every frame), so the ratio keeps measuring the env's logic, not its renderer.
-    floor_env = make().unwrapped
     static_camera = StaticCamera(floor_env.client_id, floor_env.static_size, floor_env.fixed_visuals)
     contestants = {
-        "env": lambda: env.step(next(env_actions)),
-        "floor": floor_step(floor_env, lambda: static_camera.render(rgb=True, depth=False)),
+        "env": lambda: env.step(next(feeds["env"])),
+        "floor": floor_step("floor", floor_env, lambda: static_camera.render(rgb=True, depth=False)),
     }
-    envs = [env.unwrapped, floor_env]
+    worlds = {"env": env.unwrapped, "floor": floor_env}
     if "rgb_static" in cameras:
-        full_env = make().unwrapped
-        envs.append(full_env)
+        full_env = worlds["full-render floor"] = _make(cameras).unwrapped
         view, projection = static_view(), STATIC.projection()
-        contestants["full-render floor"] = floor_step(full_env, lambda: pb.getCameraImage(
+        contestants["full-render floor"] = floor_step("full-render floor", full_env, lambda: pb.getCameraImage(
             full_env.static_size, full_env.static_size, view, projection, shadow=0, renderer=pb.ER_TINY_RENDERER,
             flags=pb.ER_NO_SEGMENTATION_MASK, physicsClientId=full_env.client_id))
     clocks = {name: _Clock() for name in contestants}
-    for start in range(0, steps, chunk):
-        for name, fn in contestants.items():
-            clocks[name].run(fn, min(chunk, steps - start))
-    final = [pb.getJointStates(robot, MOTOR_JOINTS, physicsClientId=e.client_id) for e in envs]
-    if any(state != final[0] for state in final[1:]):
-        raise RuntimeError("a floor's simulation diverged from the env's: it would not be doing the same physics work")
-    for e in envs:
-        e.close()
+    for rollout in workload:
+        env.reset(seed=rollout.seed, options=dict(rollout.options))
+        for name, world in worlds.items():
+            if name != "env":
+                world.reset(seed=rollout.seed, options=dict(rollout.options))
+            feeds[name] = iter(rollout.actions if name == "env" else rollout.commands)
+        steps = len(rollout.actions)
+        for start in range(0, steps, chunk):
+            for name, fn in contestants.items():
+                clocks[name].run(fn, min(chunk, steps - start))
+        final = [pb.getJointStates(robot, MOTOR_JOINTS, physicsClientId=w.client_id) for w in worlds.values()]
+        if any(state != final[0] for state in final[1:]):
+            raise RuntimeError("a floor's simulation diverged from the env's: it would not be doing the same physics work")
+    for world in worlds.values():
+        world.close()
     return {name: clock.rates() for name, clock in clocks.items()}
 
 
@@ -152,23 +233,29 @@ def expert_chains(chains: int, workers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--chains", type=int, default=3, help="official chains of the expert workload")
+    parser.add_argument("--steps", type=int, default=300, help="steps of the random-action workload (0 to skip)")
     parser.add_argument("--expert-chains", type=int, default=100, help="0 to skip")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=25, help="steps each contestant runs before the next takes a turn")
     args = parser.parse_args()
 
-    print(f"{'configuration':<14} {'env steps/s':>12} {'env steps/CPU-s':>16} {'floor steps/CPU-s':>18} "
-          f"{'env/floor time':>15} {'x upstream':>11} {'full-render floor':>18}")
-    for label, cameras in (("both cameras", ("rgb_static", "rgb_gripper")), ("cameras off", ())):
-        rates = measure(cameras, args.steps, args.chunk)
-        (env_wall, env_cpu), (_, floor_cpu) = rates["env"], rates["floor"]
-        full = f"{rates['full-render floor'][1]:.1f}" if "full-render floor" in rates else "-"
-        print(f"{label:<14} {env_wall:>12.1f} {env_cpu:>16.1f} {floor_cpu:>18.1f} {floor_cpu / env_cpu:>14.2f}x "
-              f"{env_cpu / UPSTREAM_STEPS_PER_CPU_S[label]:>10.1f}x {full:>18}")
-    print("env/floor time: the env's cost per step relative to raw stepSimulation + renders (goal < 1.25x);")
-    print("x upstream: against the upstream CALVIN env's measured 7.5 steps/CPU-s (both cameras) and 140 (cameras off);")
-    print("full-render floor: the floor with the static camera rasterising every body every frame (steps/CPU-s).")
+    workloads = {"expert chains": expert_workload(args.chains)}
+    if args.steps:
+        workloads["random actions"] = random_workload(args.steps)
+    print(f"{'workload':<15} {'configuration':<14} {'steps':>6} {'env steps/s':>12} {'env steps/CPU-s':>16} "
+          f"{'floor steps/CPU-s':>18} {'env/floor time':>15} {'x upstream':>11} {'full-render floor':>18}")
+    for workload, rollouts in workloads.items():
+        steps = sum(len(r.actions) for r in rollouts)
+        for label, cameras in CAMERAS.items():
+            rates = measure(cameras, rollouts, args.chunk)
+            (env_wall, env_cpu), (_, floor_cpu) = rates["env"], rates["floor"]
+            full = f"{rates['full-render floor'][1]:.1f}" if "full-render floor" in rates else "-"
+            print(f"{workload:<15} {label:<14} {steps:>6} {env_wall:>12.1f} {env_cpu:>16.1f} {floor_cpu:>18.1f} "
+                  f"{floor_cpu / env_cpu:>14.2f}x {env_cpu / UPSTREAM_STEPS_PER_CPU_S[label]:>10.1f}x {full:>18}")
+    print("env/floor time: the env's cost per step relative to raw stepSimulation + renders (goal < 1.25x, on the")
+    print("expert chains); x upstream: against the upstream CALVIN env's measured 7.5 steps/CPU-s (both cameras) and")
+    print("140 (cameras off); full-render floor: the floor with the static camera rasterising every body every frame.")
     if args.expert_chains:
         expert_chains(args.expert_chains, args.workers)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import string
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from vlaeval.envs.simpler.vulkan import use_software_vulkan_if_needed
 
@@ -816,15 +816,15 @@ class SimplerBatch:
         episodes = [scene_episode_options(requests[s][0], requests[s][1]) for s in slots]
         env_idx = torch.tensor(slots, dtype=torch.long, device=self.scene_env.device)
         obs, _ = self.env.reset(options={"env_idx": env_idx, "episodes": episodes})
-        out = {}
         for slot, episode in zip(slots, episodes):
-            self.trackers[slot] = tracker = EpisodeTracker(episode["task"], requests[slot][1].get("instruction", ""))
+            self.trackers[slot] = EpisodeTracker(episode["task"], requests[slot][1].get("instruction", ""))
             self._hold[slot, 6] = 1.0  # the rest pose's gripper is open again
             if self.overlay:
                 self.keep_ids[slot] = self._foreground_ids(slot)
-            out[slot] = self._observation(obs, slot), tracker.info(self.scene_env.evaluate_env(slot), False,
-                                                                   self.scene_env.episodes[slot].variant)
-        return out
+        observations = self._observations(obs, slots)
+        return {slot: (observations[slot], self.trackers[slot].info(self.scene_env.evaluate_env(slot), False,
+                                                                    self.scene_env.episodes[slot].variant))
+                for slot in slots}
 
     def step(self, actions: Mapping[int, np.ndarray]) -> dict[int, StepResult]:
         """One control step of every sub-environment; the episodes of the slots in ``actions`` advance."""
@@ -835,13 +835,14 @@ class SimplerBatch:
             ctrl[slot] = to_controller(action, self._pos_scale, self._rot_scale)
             self._hold[slot, 6] = ctrl[slot, 6]
         obs, _, _, _, _ = self.env.step(torch.as_tensor(ctrl, device=self.scene_env.device))
+        observations = self._observations(obs, list(actions))
         out = {}
         for slot in actions:
             ev = self.scene_env.evaluate_env(slot)
             tracker = self.trackers[slot]
             is_success, truncated = tracker.advance(ev, self.success_at)
             info = tracker.info(ev, is_success, self.scene_env.episodes[slot].variant)
-            out[slot] = self._observation(obs, slot), float(is_success), False, truncated, info
+            out[slot] = observations[slot], float(is_success), False, truncated, info
         return out
 
     def _foreground_ids(self, slot: int) -> set[int]:
@@ -856,19 +857,24 @@ class SimplerBatch:
             ids |= {int(link.per_scene_id[slot]) for link in env.cabinet.links}
         return ids
 
-    def _observation(self, obs: Any, slot: int) -> dict[str, Any]:
-        env = self.scene_env
+    def _observations(self, obs: Any, slots: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The harness observations of ``slots``: each batched tensor (TCP pose, joints, camera)
+        is indexed and copied off the device once for all of them, not once per slot."""
+        env, rows = self.scene_env, list(slots)
         tcp = env.agent.tcp.pose
-        qpos = env.agent.robot.get_qpos()[slot].cpu().numpy()
-        state = np.concatenate([tcp.p[slot].cpu().numpy(), tcp.q[slot].cpu().numpy(),
-                                [qpos[-1] + qpos[-2]]]).astype(np.float32)
-        out: dict[str, Any] = {"robot_state": state, "language": self.trackers[slot].current_instruction}
+        qpos = env.agent.robot.get_qpos()[rows].cpu().numpy()
+        states = np.concatenate([tcp.p[rows].cpu().numpy(), tcp.q[rows].cpu().numpy(),
+                                 (qpos[:, -1] + qpos[:, -2])[:, None]], axis=1).astype(np.float32)
         if self.render_images:
             cam = obs["sensor_data"]["camera"]
-            rgb = cam["rgb"][slot].cpu().numpy()
-            if self.overlay:
-                rgb = composite(rgb, cam["segmentation"][slot].cpu().numpy(), self.keep_ids[slot], self.background)
-            out["rgb"] = rgb
+            rgbs = cam["rgb"][rows].cpu().numpy()
+            segmentations = cam["segmentation"][rows].cpu().numpy() if self.overlay else None
+        out: dict[int, dict[str, Any]] = {}
+        for k, slot in enumerate(rows):
+            out[slot] = {"robot_state": states[k], "language": self.trackers[slot].current_instruction}
+            if self.render_images:
+                out[slot]["rgb"] = (composite(rgbs[k], segmentations[k], self.keep_ids[slot], self.background)
+                                    if self.overlay else rgbs[k])
         return out
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ A run directory holds::
 
     RUN/train_config.json        the BCConfig (also printed at the start)
     RUN/checkpoints/step-NNNNNN  agent checkpoints (``vlaeval run --checkpoint`` loads them)
-    RUN/last                     the newest checkpoint, and RUN/trainer_state.pt to resume from it
+    RUN/last                     the newest checkpoint, and RUN/trainer_state.safetensors to resume from it
     RUN/tb/                      TensorBoard logs (loss, lr, grad norm, validation loss, eval success)
     RUN/eval/step-NNNNNN, RUN/eval.csv   periodic suite evaluations (optional)
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -173,8 +172,10 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
     from vlaeval.agents.kosmos.text import TextEncoder, load_tokenizer
     from vlaeval.training.common import config_text, open_run
     from vlaeval.training.dataset import WindowDataset, collate, load_or_compute_stats
+    from vlaeval.training.state import load_state, restore_rng_states, rng_states, save_state
 
-    run_dir = open_run(cfg, ("data", "agent", "window", "chunk", "action_space", "batch_size", "lr", "seed", "model_overrides"), echo)
+    run_dir = open_run(cfg, ("data", "agent", "window", "chunk", "action_space", "batch_size", "lr", "seed", "model_overrides"), echo,
+                       "--init-checkpoint")
     run, state_file, last, resuming = run_dir.path, run_dir.state_file, run_dir.last, run_dir.resuming
     mconf = model_config(cfg)
     codec, stats = load_or_compute_stats(cfg.data, cfg.train_split, mconf.n_bins)
@@ -214,7 +215,7 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
     step = 0
     sampler_rng = np.random.default_rng(cfg.seed)
     if resuming:
-        state = torch.load(state_file, weights_only=False)
+        state = load_state(state_file, restart_hint=f"delete it to restart from {last}'s weights")
         meta = json.loads((last / "config.json").read_text())["metadata"]
         if meta.get("step") != state["step"]:
             raise VlaevalError(f"{state_file} (step {state['step']}) does not match {last} (step {meta.get('step')}); "
@@ -224,7 +225,7 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
         step = int(state["step"])
         sampler_rng.bit_generator.state = state["sampler_rng"]
         train_set._rng.bit_generator.state = state["instruction_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_states(state["rng"])
         echo(f"resumed at step {step}")
 
     writer = SummaryWriter(str(run / "tb"))
@@ -236,10 +237,8 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
         ckpt = save_checkpoint(run / "checkpoints" / f"step-{at:06d}", model, mconf, codec, metadata=meta, overwrite=True)
         state = {"step": at, "optimizer": optim.state_dict(), "scheduler": sched.state_dict(),
                  "sampler_rng": sampler_rng.bit_generator.state, "instruction_rng": train_set._rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state()}
-        tmp = state_file.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, state_file)
+                 "rng": rng_states()}
+        save_state(state_file, state)
         save_checkpoint(last, model, mconf, codec, metadata=meta, overwrite=True)
         return ckpt
 

@@ -50,16 +50,26 @@ class RunDir:
     resuming: bool
 
 
-def open_run(cfg: Any, compare: Sequence[str], echo: Any) -> RunDir:
+def open_run(cfg: Any, compare: Sequence[str], echo: Any, weights_option: str) -> RunDir:
     """Start or resume the run in ``cfg.out``: seed, print and save the config.
 
     A run resumes when it holds both its last checkpoint and the trainer state; resuming with
     different values of the ``compare`` fields would silently mix two experiments, so it fails.
+    A pickled trainer state from before :mod:`vlaeval.training.state` is refused unread (loading
+    it could run code); ``weights_option`` is the trainer's flag that starts a new run from the
+    run's last weights, which the error suggests instead.
     """
+    from vlaeval.training.state import LEGACY_STATE_FILE, STATE_FILE
+
     if getattr(cfg, "threads", None):
         torch.set_num_threads(cfg.threads)
     path = Path(cfg.out)
-    run = RunDir(path, path / "last", path / "trainer_state.pt", (path / "last").is_dir() and (path / "trainer_state.pt").is_file())
+    state_file = path / STATE_FILE
+    if (path / LEGACY_STATE_FILE).exists() and not state_file.exists():
+        raise VlaevalError(f"{path / LEGACY_STATE_FILE} is a pickled trainer state, a format vlaeval no longer reads "
+                           f"(unpickling can run code); start a new run with another --out, from this run's weights "
+                           f"with {weights_option} {path / 'last'}")
+    run = RunDir(path, path / "last", state_file, (path / "last").is_dir() and state_file.is_file())
     if run.resuming:
         saved = load_config(type(cfg), path / "train_config.json")
         differs = sorted(k for k in compare if getattr(saved, k) != getattr(cfg, k))

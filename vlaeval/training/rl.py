@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -220,8 +219,9 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
     from vlaeval.agents.kosmos.config import agent_spec
     from vlaeval.results.stats import paired_change
     from vlaeval.training.common import BatchedPolicy, open_run
+    from vlaeval.training.state import load_state, restore_rng_states, rng_states, save_state
 
-    run_dir = open_run(cfg, ("checkpoint", "task", "suite", "setting", "group_size", "seed"), echo)
+    run_dir = open_run(cfg, ("checkpoint", "task", "suite", "setting", "group_size", "seed"), echo, "--checkpoint")
     run, state_file, last, resuming = run_dir.path, run_dir.state_file, run_dir.last, run_dir.resuming
     model, config, codec = load_checkpoint(last if resuming else cfg.checkpoint)
     if config.action_space != "continuous":
@@ -234,9 +234,10 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
     rng = np.random.default_rng(cfg.seed)
     it = 0
     if resuming:
-        state = torch.load(state_file, weights_only=False)
+        state = load_state(state_file, restart_hint=f"delete it to restart from {last}'s weights")
         optim.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
+        restore_rng_states(state["global_rng"])
         it = int(state["iteration"])
         echo(f"resumed at iteration {it}")
     writer = SummaryWriter(str(run / "tb"))
@@ -256,9 +257,8 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
         def save(at: int) -> None:
             meta = {"trainer": "rl", "iteration": at, "task": cfg.task, "init_checkpoint": cfg.checkpoint}
             save_checkpoint(run / "checkpoints" / f"iter-{at:04d}", model, config, codec, metadata=meta, overwrite=True)
-            tmp = state_file.with_suffix(".tmp")
-            torch.save({"iteration": at, "optimizer": optim.state_dict(), "rng": rng.bit_generator.state}, tmp)
-            os.replace(tmp, state_file)
+            save_state(state_file, {"iteration": at, "optimizer": optim.state_dict(), "rng": rng.bit_generator.state,
+                                    "global_rng": rng_states()})
             save_checkpoint(last, model, config, codec, metadata=meta, overwrite=True)
 
         bar = None

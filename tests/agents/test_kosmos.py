@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -163,6 +164,42 @@ def test_pretrained_preset_without_local_weights_fails_with_instructions(tmp_pat
     assert "not available locally" in out.stdout
     assert "huggingface-cli download microsoft/kosmos-2-patch14-224" in out.stdout and "HF_HOME" in out.stdout
     assert "Traceback" not in out.stdout
+
+
+
+def test_kosmos_lstm_without_cached_weights_fails_fast_offline_or_not(tmp_path) -> None:
+    """No HF_HUB_OFFLINE: the cache is probed locally instead of the hub client retrying for ~25 s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "empty-hf-home"), PYTHONPATH=os.getcwd())
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "vlaeval", "run", "--agent", "kosmos-lstm", "--suite", "calvin", "-n", "1",
+                          "--out", str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    print(f"kosmos-lstm without weights failed in {elapsed:.2f} s")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert elapsed < 5.0, f"took {elapsed:.1f} s"
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert "hf download microsoft/kosmos-2-patch14-224" in lines[0] and "HF_HOME" in lines[0]
+    assert "--checkpoint" in lines[0] and "checkpoint=..." not in lines[0] and "local_files_only=false" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_weights_probe_reads_only_the_local_cache(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from vlaeval.agents.kosmos.hub import weights_cached
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--org--model"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    (snapshot / "config.json").write_text("{}")
+    assert not weights_cached("org/model")  # a config without weights is not a model
+    (snapshot / "model.safetensors").write_bytes(b"")
+    assert weights_cached("org/model") and not weights_cached("org/other")
 
 
 # --- agent ----------------------------------------------------------------------------------

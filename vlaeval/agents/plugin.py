@@ -16,9 +16,9 @@ def vlaeval_register_agents(register: Callable[..., None]) -> None:
     register("expert", "vlaeval.agents.expert.agent:CalvinExpert", description="scripted CALVIN expert reading the simulator state (privileged)")
     register("simpler-expert", "vlaeval.agents.simpler_expert.agent:SimplerExpert",
              description="scripted expert for the simpler suite reading the simulator state (privileged)")
-    register("kosmos-lstm", "vlaeval.agents.kosmos.agent:kosmos_lstm",
+    register("kosmos-lstm", "vlaeval.agents.kosmos:kosmos_lstm",
              description="RoboVLMs-style VLA: pretrained Kosmos-2 backbone + LSTM policy head (torch/ONNX/TensorRT)")
-    register("kosmos-lstm-tiny", "vlaeval.agents.kosmos.agent:kosmos_lstm_tiny",
+    register("kosmos-lstm-tiny", "vlaeval.agents.kosmos:kosmos_lstm_tiny",
              description="the kosmos-lstm architecture, tiny and randomly initialised: trains and runs on a CPU")
 
 

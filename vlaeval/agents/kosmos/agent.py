@@ -50,7 +50,9 @@ class KosmosLSTMAgent(Agent):
         action_horizon: chunk actions executed before the next chunk is taken (1 = re-plan every step).
         num_threads: intra-op threads for torch and ONNX Runtime; 1 avoids oversubscription
             when simulators share the cores (cpu-performance.md §2.3).
-        local_files_only: never contact the hub when loading the pretrained backbone/tokenizer.
+        local_files_only: read the pretrained backbone/tokenizer from the local Hugging Face cache
+            only (the default: see :mod:`vlaeval.agents.kosmos.hub`); ``False`` lets the hub client
+            download what is missing.
 
     The network is deterministic, so :meth:`seed` has nothing to seed.  With ONNX Runtime or
     TensorRT the per-step graph is exported on the first step (about a second for the tiny
@@ -68,7 +70,7 @@ class KosmosLSTMAgent(Agent):
         *,
         action_horizon: int = 1,
         num_threads: int | None = None,
-        local_files_only: bool = False,
+        local_files_only: bool = True,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime={runtime!r} is not one of {', '.join(RUNTIMES)}")
@@ -197,12 +199,3 @@ class KosmosLSTMAgent(Agent):
             self._runner_sizes = sizes
         return self._runner
 
-
-def kosmos_lstm(**options: Any) -> KosmosLSTMAgent:
-    """The ``kosmos-lstm`` agent: Kosmos-2 (``microsoft/kosmos-2-patch14-224``) + LSTM head."""
-    return KosmosLSTMAgent(preset="kosmos-lstm", **options)
-
-
-def kosmos_lstm_tiny(**options: Any) -> KosmosLSTMAgent:
-    """The ``kosmos-lstm-tiny`` agent: the same architecture, tiny and CPU-trainable."""
-    return KosmosLSTMAgent(preset="kosmos-lstm-tiny", **options)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlaeval.agents.kosmos.config import STATE_DIMS, STATE_KEY, KosmosVLAConfig, WeightsNotAvailableError
-from vlaeval.agents.kosmos.text import not_available_message
+from vlaeval.agents.kosmos.hub import not_available_message
 
 # CLIP normalisation, which Kosmos-2's image processor uses (transformers' OPENAI_CLIP_MEAN/STD).
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

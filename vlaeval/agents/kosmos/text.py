@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vlaeval.agents.kosmos.config import KosmosVLAConfig, WeightsNotAvailableError
+from vlaeval.agents.kosmos.hub import not_available_message
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<image>", "</image>")
 
@@ -78,18 +79,6 @@ def load_tokenizer(config: KosmosVLAConfig, *, local_files_only: bool = False) -
         return AutoTokenizer.from_pretrained(config.tokenizer, local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
         raise WeightsNotAvailableError(not_available_message(config.tokenizer, "tokenizer files", exc)) from exc
-
-
-def not_available_message(hub_id: str, what: str, exc: BaseException) -> str:
-    """One message for every 'not in the local cache' failure, saying how to fix it."""
-    return (
-        f"The {what} for {hub_id!r} are not available locally ({type(exc).__name__}: {str(exc).splitlines()[0]}).\n"
-        f"Download them on a machine with network access with\n"
-        f"    huggingface-cli download {hub_id}\n"
-        f"(`hf download {hub_id}` with huggingface_hub >= 1.0) "
-        f"and copy the cache here (point HF_HOME at it), or use the preset 'kosmos-lstm-tiny' "
-        f"or a vlaeval checkpoint (checkpoint=...), which need no download."
-    )
 
 
 class TextEncoder:

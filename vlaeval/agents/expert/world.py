@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pybullet as pb
 
+from vlaeval.envs.calvin.bullet import pb
 from vlaeval.envs.calvin.predicates import DESK_BASE, DESK_DRAWER, DESK_PLANK
 from vlaeval.envs.calvin.tasks import COLOURS
 

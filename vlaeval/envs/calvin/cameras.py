@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-import pybullet as pb
+
+from vlaeval.envs.calvin.bullet import pb
 
 #: Observation keys the environment can provide, per camera.
 CAMERA_KEYS = ("rgb_static", "rgb_gripper", "depth_static", "depth_gripper")

@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import gymnasium
 import numpy as np
-import pybullet as pb
 from gymnasium import spaces
 
+from vlaeval.envs.calvin.bullet import pb
 from vlaeval.envs.calvin.cameras import (
     CAMERA_KEYS,
     GRIPPER,

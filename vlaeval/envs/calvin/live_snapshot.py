@@ -14,8 +14,7 @@ a caller of ``snapshot()``) and expires it before stepping, after which a deferr
 
 from __future__ import annotations
 
-import pybullet as pb
-
+from vlaeval.envs.calvin.bullet import pb
 from vlaeval.envs.calvin.predicates import BlockState, Contact, Snapshot
 
 Vector = tuple[float, float, float]

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pybullet as pb
 import pybullet_data
 
+from vlaeval.envs.calvin.bullet import pb
 from vlaeval.envs.calvin.scene import cached_file
 
 BASE_POSITION = (-0.34, -0.46, 0.24)

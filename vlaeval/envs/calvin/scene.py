@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pybullet as pb
 
+from vlaeval.envs.calvin.bullet import pb
 from vlaeval.envs.calvin.predicates import (
     DESK_BUTTON,
     DESK_DRAWER,

@@ -58,3 +58,21 @@ def test_run_then_report_then_gate_from_the_command_line(tmp_path: Path) -> None
     report = _vlaeval("report", str(tmp_path / "a"))
     assert report.returncode == 0 and "success_rate" in report.stdout
     assert _vlaeval("gate", str(tmp_path / "a"), "--baseline", str(tmp_path / "a")).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--agent", "expert", "--suite", "calvin", "--episodes", "0"], "error: Invalid value for '--episodes'"),
+        (["run", "--agnt", "expert"], "error: No such option '--agnt'"),
+        (["report"], "error: Missing argument 'RUN_DIRS...'"),
+        (["frobnicate"], "error: No such command 'frobnicate'"),
+    ],
+)
+def test_click_usage_errors_are_one_line_like_every_other_mistake(argv: list[str], message: str) -> None:
+    proc = _vlaeval(*argv)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+    command = " ".join(["vlaeval", *argv[:1]]) if argv[0] != "frobnicate" else "vlaeval"
+    assert lines[0].endswith(f"(see `{command} --help`)"), lines[0]

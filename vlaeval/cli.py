@@ -298,8 +298,10 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="vlaeval", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # click's usage block would make these the only multi-line mistakes
+        ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        click.echo(f"error: {exc.format_message().rstrip('.') if hint else exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -81,6 +81,8 @@ def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 @click.option("--runtime", type=click.Choice(["auto", "torch", "onnx", "tensorrt"]),
               help="Inference runtime for agents that have several (shorthand for --agent-opt runtime=NAME).")
 @click.option("--step-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds one agent call may take (0 = unlimited).")
+@click.option("--setup-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Seconds agent construction and bind() may each take in a worker (0 = unlimited).")
 @click.option("--run-id", help="Name of the run directory (default: time, suite and agent).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--envs-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
@@ -92,7 +94,7 @@ def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 @click.option("--address", metavar="auto|HOST:PORT", help="Ray cluster to join with --executor ray (default: a new local instance).")
 def run(agent: str | None, suite: str | None, setting: str | None, episodes: int | None, seed: int | None, workers: int,
         out: str, resume: str | None, agent_opts: tuple[str, ...], checkpoint: str | None, runtime: str | None, step_timeout: float,
-        run_id: str | None, no_progress: bool, envs_per_worker: int, env_mode: str, executor: str, address: str | None) -> None:
+        setup_timeout: float, run_id: str | None, no_progress: bool, envs_per_worker: int, env_mode: str, executor: str, address: str | None) -> None:
     """Evaluate an agent on a suite; results go to a run directory."""
     from vlaeval.evaluators.runner import evaluate
 
@@ -102,7 +104,8 @@ def run(agent: str | None, suite: str | None, setting: str | None, episodes: int
     options.update({k: v for k, v in (("checkpoint", checkpoint), ("runtime", runtime)) if v})
     result = evaluate(agent, suite, setting=setting, episodes=episodes, seed=seed, workers=workers, out=out, resume=resume,
                       agent_options=options, step_timeout=step_timeout, progress=not no_progress, run_id=run_id,
-                      envs_per_worker=envs_per_worker, executor=executor, address=address, env_mode=env_mode)
+                      envs_per_worker=envs_per_worker, executor=executor, address=address, env_mode=env_mode,
+                      setup_timeout=setup_timeout)
     summary = ", ".join(f"{k}={v:.3f}" if k != "episodes" else f"{k}={int(v)}" for k, v in result.summary().items())
     errors = int(result.results.groupby("episode")["error"].apply(lambda e: e.notna().any()).sum()) if not result.results.empty else 0
     click.echo(f"{result.run_dir}: {summary}" + (f" ({errors} episodes errored: see the error column)" if errors else ""))

@@ -49,8 +49,12 @@ class _Slot:
 
 
 def run_batched(pool: Any, agents: Sequence[Any], episodes: Sequence[EpisodeSpec], ctx: EpisodeContext,
-                *, batched: bool) -> Iterator[EpisodeRecord]:
-    """Play ``episodes`` on ``pool``'s environments; yield each record as its episode ends.
+                *, batched: bool) -> Iterator[tuple[str, Any]]:
+    """Play ``episodes`` on ``pool``'s environments; yield the runner's shard events.
+
+    ``("started", index)`` comes before any agent or env code touches that episode (a supervised
+    worker that dies is then charged exactly the episodes it had in flight), ``("record",
+    EpisodeRecord)`` as each episode ends.
 
     Args:
         pool: a :class:`~vlaeval.evaluators.envpool.SyncEnvPool` or ``AsyncEnvPool``.
@@ -114,12 +118,13 @@ def run_batched(pool: Any, agents: Sequence[Any], episodes: Sequence[EpisodeSpec
             with _deadline(ctx.step_timeout, what):
                 method(*args)
 
-    def start_episodes() -> None:
+    def start_episodes() -> Iterator[tuple[str, Any]]:
         while True:
             requests = {}
             for i in range(n):
                 if slots[i] is None and queue:
                     episode = queue.popleft()
+                    yield "started", episode.index
                     slots[i] = _Slot(episode)
                     requests[i] = (episode.seed, episode.options)
             if not requests:
@@ -140,8 +145,9 @@ def run_batched(pool: Any, agents: Sequence[Any], episodes: Sequence[EpisodeSpec
                 begin_subtask(i, 0)
 
     while True:
-        start_episodes()
-        yield from finished
+        yield from start_episodes()
+        for record in finished:
+            yield "record", record
         finished.clear()
         acting = [i for i in range(n) if slots[i] is not None]
         if not acting:

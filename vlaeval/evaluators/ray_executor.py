@@ -111,7 +111,7 @@ def execute_ray(jobs: Sequence[Any], session: RaySession) -> Iterator[tuple[str,
                     if not ready_sent:
                         ready_sent = True
                         yield event, body
-                elif body.episode not in received:
+                elif event == "record" and body.episode not in received:  # ("started", index) matters only locally
                     received.add(body.episode)
                     yield event, body
             elif kind == "done":

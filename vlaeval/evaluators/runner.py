@@ -9,6 +9,16 @@ episodes at once in lock-step environments with batched inference (``envs_per_wo
 :mod:`vlaeval.evaluators.batched`).  The driver is the only writer: every finished episode is
 stored durably (and deduplicated by index) before the next is counted, which is what makes
 ``--resume`` and the Ray executor's retries of lost shards exact.
+
+The driver never runs a named agent's code: even with one worker (and for the last pending
+episode) the agent is built and played in a spawned worker process supervised by
+:mod:`vlaeval.evaluators.workers`, so an agent that kills its process, ignores the step timeout
+or hangs while loading fails only its episode (or, during setup, the run with a clear error),
+never the process that holds the results store.  An agent *instance* passed by a Python caller
+(``vlaeval.evaluate(my_policy, "calvin")`` in a training loop) is the caller's own code and, with
+one worker, runs in the caller's process as before: no copy of a possibly large model, no pickling
+requirement, and the caller's own state (e.g. counters) stays live; the out-of-process guards (a
+killed worker, the external step watchdog, the setup timeout) do not apply to it then.
 """
 
 from __future__ import annotations
@@ -16,14 +26,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import getpass
-import multiprocessing as mp
 import os
 import platform
-import queue as queue_mod
 import socket
 import subprocess
 import sys
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +41,12 @@ from vlaeval.agents.resolve import agent_spec_of, make_agent
 from vlaeval.conventions import AgentSpec, ConventionError, negotiate
 from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec
 from vlaeval.errors import VlaevalError
-from vlaeval.evaluators.episode import EpisodeContext, run_episode
+from vlaeval.evaluators.episode import EpisodeContext, run_episode, watched_setup
 from vlaeval.results.store import EpisodeRecord, ResultStore, read_manifest, write_manifest
 
 DEFAULT_STEP_TIMEOUT = 60.0
+#: Seconds agent construction and ``bind()`` may each take in a worker (real models load slowly).
+DEFAULT_SETUP_TIMEOUT = 600.0
 TRACKED_PACKAGES = ("numpy", "gymnasium", "pluggy", "pandas", "pybullet", "torch", "transformers", "onnxruntime", "mani_skill")
 
 
@@ -121,6 +130,7 @@ def evaluate(
     executor: str = "local",
     address: str | None = None,
     env_mode: str = "auto",
+    setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
 ) -> RunResult:
     """Evaluate an agent on a suite and return the per-episode results.
 
@@ -150,6 +160,8 @@ def evaluate(
         env_mode: with ``envs_per_worker > 1``, run the environments in this process (``sync``)
             or one subprocess each (``async``); ``auto`` picks async unless the agent is
             privileged (reads the simulator).
+        setup_timeout: seconds agent construction and ``bind()`` may each take in a worker
+            before the run fails (0 = no limit); not applied to an agent instance run in-process.
     """
     from vlaeval.plugins.manager import plugin_manager, registries
 
@@ -169,6 +181,8 @@ def evaluate(
         import_ray(address)  # fail at once when ray is missing
     if step_timeout < 0:
         raise VlaevalError(f"--step-timeout must be >= 0 seconds, not {step_timeout}")
+    if setup_timeout < 0:
+        raise VlaevalError(f"--setup-timeout must be >= 0 seconds, not {setup_timeout}")
     instance = None if isinstance(agent, str) else agent
     if resume is not None:
         run_dir = Path(resume)
@@ -208,8 +222,6 @@ def evaluate(
             raise VlaevalError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --out")
 
     owns_agent = instance is None
-    if instance is None and workers == 1 and executor == "local":
-        instance = make_agent(config.agent, config.agent_options)
     _preflight(instance, config, spec)
     ray_session = None
     if executor == "ray":
@@ -223,8 +235,12 @@ def evaluate(
     pending = tuple(e for e in all_episodes if e.index not in done)
 
     manifest = _start_manifest(manifest, run_id, config, spec, workers, len(pending))
-    manifest["sessions"][-1].update({"envs_per_worker": envs_per_worker, "executor": executor})
-    write_manifest(run_dir, manifest)
+    manifest["sessions"][-1].update({"envs_per_worker": envs_per_worker, "executor": executor, "setup_timeout": setup_timeout})
+    # A new run's directory appears once its agent is ready: an agent that cannot be built or
+    # bound (missing weights, a bad option) fails the run without leaving an empty run behind.
+    visible = resume is not None
+    if visible:
+        write_manifest(run_dir, manifest)
     info = RunInfo(run_id, run_dir, config, spec, len(all_episodes), len(pending))
     hooks = plugin_manager().hook
     hooks.vlaeval_run_started(run=info)
@@ -239,10 +255,11 @@ def evaluate(
 
         events = execute_ray(jobs, ray_session)
     else:
-        events = _execute(jobs)
+        events = _execute(jobs, _episode_context(run_id, config, spec), setup_timeout)
     try:
         for kind, payload in events:
             if kind == "ready":
+                visible = True
                 manifest.setdefault("agent", payload)
                 write_manifest(run_dir, manifest)
                 if bar is None:
@@ -275,9 +292,11 @@ def evaluate(
         manifest["status"] = status
         manifest["sessions"][-1]["ended"] = _now()
         manifest["finished_at"] = _now() if status == "finished" else None
-        write_manifest(run_dir, manifest)
+        if visible:
+            write_manifest(run_dir, manifest)
         if status == "interrupted":
-            print(f"run interrupted; finish it with: vlaeval run --resume {run_dir}", file=sys.stderr)
+            print(f"run interrupted; finish it with: vlaeval run --resume {run_dir}" if visible
+                  else "run interrupted before the agent was ready; nothing was stored", file=sys.stderr)
 
     store.write_parquet()
     from vlaeval.results.store import load_results
@@ -294,62 +313,22 @@ def _jobs(run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], worker
     return [_Job(w, run_id, config, tuple(pending[w::workers]), instance, owns_agent, envs_per_worker, env_mode) for w in range(workers)]
 
 
-def _execute(jobs: Sequence[_Job]) -> Iterator[tuple[str, Any]]:
-    """Yield ``("ready", agent_info)`` then ``("record", EpisodeRecord)`` events from the shards."""
+def _execute(jobs: Sequence[_Job], ctx: EpisodeContext, setup_timeout: float) -> Iterator[tuple[str, Any]]:
+    """Yield ``("ready", agent_info)``, ``("record", EpisodeRecord)`` and ``("retry", text)`` events from the shards.
+
+    Named agents always play in supervised worker processes; an instance the caller passed in
+    plays in this process when there is a single shard (see the module docstring).
+    """
     if not jobs:
         return
-    workers = len(jobs)
-    if workers == 1:
-        yield from _run_shard(jobs[0])
-        return
-    ctx = mp.get_context("spawn")
-    events: Any = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(job, events), daemon=True, name=f"vlaeval-worker-{job.worker}") for job in jobs]
-    for p in procs:
-        p.start()
-    running = set(range(workers))
-    ready_sent = False
-    try:
-        while running:
-            try:
-                kind, worker, payload = events.get(timeout=1.0)
-            except queue_mod.Empty:
-                for w in list(running):
-                    if not procs[w].is_alive() and events.empty():
-                        raise VlaevalError(
-                            f"worker {w} died (exit code {procs[w].exitcode}) without reporting an error; "
-                            f"finished episodes are saved, resume the run with --resume"
-                        )
-                continue
-            if kind == "fatal":
-                raise VlaevalError(payload)
-            if kind == "done":
-                running.discard(worker)
-            elif kind == "ready":
-                if not ready_sent:
-                    ready_sent = True
-                    yield kind, payload
-            else:
+    if len(jobs) == 1 and jobs[0].agent is not None:
+        for kind, payload in _run_shard(jobs[0]):
+            if kind != "started":
                 yield kind, payload
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=10)
+        return
+    from vlaeval.evaluators.workers import supervise
 
-
-def _worker_main(job: _Job, events: Any) -> None:
-    try:
-        for kind, payload in _run_shard(job):
-            events.put((kind, job.worker, payload))
-        events.put(("done", job.worker, None))
-    except KeyboardInterrupt:
-        pass
-    except VlaevalError as exc:
-        events.put(("fatal", job.worker, str(exc)))
-    except BaseException:
-        events.put(("fatal", job.worker, f"worker {job.worker} crashed:\n{traceback.format_exc()}"))
+    yield from supervise(jobs, ctx, setup_timeout=setup_timeout)
 
 
 def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
@@ -361,7 +340,7 @@ def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
     config = job.config
     spec: SuiteSpec = spec_of(config.suite)
     suite_impl = _load_suite(spec)
-    agent = job.agent if job.agent is not None else make_agent(config.agent, config.agent_options)
+    agent = job.agent if job.agent is not None else _build_agent(config)
     agent_spec = agent_spec_of(agent)
     action_type = _negotiate(agent_spec, config, spec)
     try:
@@ -373,21 +352,23 @@ def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
     try:
         bind = getattr(agent, "bind", None)  # optional for duck-typed agents
         if callable(bind):
-            bind(
-                AgentContext(
-                    suite=spec.name,
-                    setting=config.setting,
-                    action_type=action_type,
-                    action_space=env.action_space,
-                    observation_space=env.observation_space,
-                    env=env.unwrapped,
-                    options=dict(config.agent_options),
+            with watched_setup("agent.bind()"):
+                bind(
+                    AgentContext(
+                        suite=spec.name,
+                        setting=config.setting,
+                        action_type=action_type,
+                        action_space=env.action_space,
+                        observation_space=env.observation_space,
+                        env=env.unwrapped,
+                        options=dict(config.agent_options),
+                    )
                 )
-            )
         yield "ready", {"name": config.agent, "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
                         "spec": dataclasses.asdict(agent_spec), "action_type": action_type}
-        ctx = EpisodeContext(job.run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
+        ctx = _episode_context(job.run_id, config, spec)
         for episode in job.episodes:
+            yield "started", episode.index  # before the agent touches it: a dying worker is charged this episode
             yield "record", run_episode(env, agent, episode, ctx)
     finally:
         env.close()
@@ -406,7 +387,7 @@ def _run_shard_batched(job: _Job) -> Iterator[tuple[str, Any]]:
     spec: SuiteSpec = spec_of(config.suite)
     suite_impl = _load_suite(spec)
     n = min(job.envs_per_worker, len(job.episodes))
-    first = job.agent if job.agent is not None else make_agent(config.agent, config.agent_options)
+    first = job.agent if job.agent is not None else _build_agent(config)
     agents = [first]
     owned = [first] if job.owns_agent else []
     pool = None
@@ -435,7 +416,7 @@ def _run_shard_batched(job: _Job) -> Iterator[tuple[str, Any]]:
         if not batched:
             for _ in range(n - 1):  # one state per env: an instance each
                 if job.agent is None:
-                    extra = make_agent(config.agent, config.agent_options)
+                    extra = _build_agent(config)
                 else:
                     try:
                         extra = copy.deepcopy(job.agent)
@@ -449,29 +430,37 @@ def _run_shard_batched(job: _Job) -> Iterator[tuple[str, Any]]:
         for slot, agent in enumerate(agents):
             bind = getattr(agent, "bind", None)
             if callable(bind):
-                bind(
-                    AgentContext(
-                        suite=spec.name,
-                        setting=config.setting,
-                        action_type=action_type,
-                        action_space=pool.action_space,
-                        observation_space=pool.observation_space,
-                        env=None if batched else pool.unwrapped(slot),
-                        options=dict(config.agent_options),
+                with watched_setup("agent.bind()"):
+                    bind(
+                        AgentContext(
+                            suite=spec.name,
+                            setting=config.setting,
+                            action_type=action_type,
+                            action_space=pool.action_space,
+                            observation_space=pool.observation_space,
+                            env=None if batched else pool.unwrapped(slot),
+                            options=dict(config.agent_options),
+                        )
                     )
-                )
         yield "ready", {"name": config.agent, "class": f"{type(first).__module__}.{type(first).__qualname__}",
                         "spec": dataclasses.asdict(agent_spec), "action_type": action_type,
                         "batched": batched, "envs_per_worker": n, "env_mode": mode}
-        ctx = EpisodeContext(job.run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
-        for record in run_batched(pool, agents, job.episodes, ctx, batched=batched):
-            yield "record", record
+        yield from run_batched(pool, agents, job.episodes, _episode_context(job.run_id, config, spec), batched=batched)
     finally:
         if pool is not None:
             pool.close()
         for agent in owned:
             if callable(getattr(agent, "close", None)):
                 agent.close()
+
+
+def _build_agent(config: RunConfig) -> Any:
+    with watched_setup("agent construction"):
+        return make_agent(config.agent, config.agent_options)
+
+
+def _episode_context(run_id: str, config: RunConfig, spec: SuiteSpec) -> EpisodeContext:
+    return EpisodeContext(run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
 
 
 def _negotiate(agent_spec: Any, config: RunConfig, spec: SuiteSpec) -> str:
@@ -497,6 +486,8 @@ def _preflight(instance: Any, config: RunConfig, spec: SuiteSpec) -> None:
         declared = getattr(agents.get(config.agent).load(), "spec", None)
         if isinstance(declared, AgentSpec):  # not a per-instance property
             _negotiate(declared, config, spec)
+    elif ":" not in config.agent and not Path(config.agent).exists():  # no name, URI, module:attr or path: a typo
+        agents.get(config.agent)  # raises the did-you-mean error before a worker is spawned
 
 
 def _load_suite(spec: SuiteSpec) -> Suite:

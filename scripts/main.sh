@@ -7,8 +7,8 @@
 # to mean anything, a trained policy head: KOSMOS_CHECKPOINT=DIR (a `vlaeval train bc`
 # checkpoint). A machine that reaches only package registries cannot download the weights; there
 # the script says so and runs the best real evaluation available instead: the scripted expert on
-# the full CALVIN protocol (1000 chains, the suite's upper bound), so the command always does real
-# work and never pretends a random policy is a result.
+# the same episodes (by default the full CALVIN protocol, 1000 chains: the suite's upper bound), so
+# the command always does real work and never pretends a random policy is a result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VLAEVAL_VENV:-.venv}"
@@ -26,9 +26,15 @@ sys.exit(0 if isinstance(try_to_load_from_cache('microsoft/kosmos-2-patch14-224'
   agent=(--agent kosmos-lstm)
   [ -n "${KOSMOS_CHECKPOINT:-}" ] && agent+=(--checkpoint "$KOSMOS_CHECKPOINT")
 else
+  what="the full protocol (1000 chains)" prev=""
+  for arg in "$@"; do
+    case "$prev" in -n|--episodes) what="the first $arg chains" ;; esac
+    case "$arg" in --episodes=*) what="the first ${arg#--episodes=} chains" ;; -n?*) what="the first ${arg#-n} chains" ;; esac
+    prev="$arg"
+  done
   echo "main: microsoft/kosmos-2-patch14-224 is not in the local Hugging Face cache, so kosmos-lstm cannot run" \
-       "here (get it with: huggingface-cli download microsoft/kosmos-2-patch14-224 on a connected machine," \
-       "then copy the cache and set HF_HOME); evaluating the scripted expert on the full protocol instead" >&2
+       "here (get it with: hf download microsoft/kosmos-2-patch14-224 on a connected machine," \
+       "then copy the cache and set HF_HOME); evaluating the scripted expert on $what instead" >&2
   agent=(--agent expert)
 fi
 

@@ -24,7 +24,22 @@ apt_install() {  # apt_install [-t SUITE] PACKAGE...  (root on CI; sudo elsewher
 # PyBullet's wheel is self-contained; the venv module and a compiler cover source builds.
 "$python" -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade pip setuptools wheel
+
+# What the last successful install covered: a hash of pyproject.toml and the extras installed.
+# When it covers this request, nothing is reinstalled (a second run takes a second and prints
+# only the ready line); a changed pyproject.toml or a new extra reinstalls, keeping earlier extras.
+stamp="$venv/.vlaeval-setup"
+want_hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+have_hash=""; have_extras=""
+[ -f "$stamp" ] && { have_hash="$(sed -n 1p "$stamp")"; have_extras="$(sed -n 2p "$stamp")"; }
+[ "$have_hash" = "$want_hash" ] || have_extras=""
+missing=""
+for extra in ${extras//,/ }; do
+  case ",$have_extras," in *,"$extra",*) ;; *) missing="$missing,$extra" ;; esac
+done
+installed=false
+"$venv/bin/python" -c "import vlaeval" 2>/dev/null && [ "$have_hash" = "$want_hash" ] && [ -z "$missing" ] && installed=true
+$installed || "$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade pip setuptools wheel
 
 case ",$extras," in
   *,simpler,*)
@@ -39,11 +54,23 @@ case ",$extras," in
 esac
 
 case ",$extras," in
+  *,dev,*)
+    # The HTML report's test renders the page in headless Chromium (skipped where it is absent).
+    [ -x /usr/bin/chromium ] || apt_install chromium ;;
+esac
+
+case ",$extras," in
   *,agents,*|*,train,*|*,torch,*|*,simpler,*)
     "$venv/bin/python" -c "import torch" 2>/dev/null || "$venv/bin/python" -m pip install "${pip_quiet[@]}" "torch==2.13.0" ;;
 esac
 
-spec="."
-[ -n "$extras" ] && spec=".[${extras}]"
-"$venv/bin/python" -m pip install "${pip_quiet[@]}" -e "$spec"
-echo "setup: ready ($("$venv/bin/vlaeval" --version), extras: ${extras:-none}) in $venv"
+all_extras="$(echo "${have_extras},${extras}" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
+if ! $installed; then
+  spec="."
+  [ -n "$all_extras" ] && spec=".[${all_extras}]"
+  # setuptools' editable-install notice is a UserWarning box printed on every install; it says
+  # nothing about this project, so the build backend is told to keep it to itself.
+  PYTHONWARNINGS="ignore::UserWarning" "$venv/bin/python" -m pip install "${pip_quiet[@]}" -e "$spec"
+  printf '%s\n%s\n' "$want_hash" "$all_extras" > "$stamp"
+fi
+echo "setup: ready ($("$venv/bin/vlaeval" --version), extras: ${all_extras:-none}$($installed && echo '; already installed, nothing to do')) in $venv"

@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Set up and run the test suite (what CI runs through .ci/run):
 #   scripts/test.sh [pytest args]     e.g. scripts/test.sh -m slow
-# The default run skips tests marked slow or gpu (they report why they were skipped).
+# The default run leaves out tests marked slow or gpu; its summary says how many and how to run them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VLAEVAL_VENV:-.venv}"
 
 bash scripts/setup.sh dev,agents,onnx,remote,ray,simpler,train
-# The third-party test plugin is a real distribution, installed like any user plugin.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e tests/plugins/vlaeval-toy
 
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(-m "not slow and not gpu")

@@ -1,36 +1,109 @@
 """Shared fixtures.
 
-The toy plugin under ``tests/plugins/vlaeval-toy`` is a real third-party distribution: it is
-pip-installed into the test environment (``scripts/test.sh`` does it; this file does it too when
-missing) and reaches vlaeval only through its ``vlaeval`` entry point.
+The plugins under ``tests/plugins`` are real third-party distributions that reach vlaeval only
+through their ``vlaeval`` entry points.  Each is pip-installed at most once per session into its
+own throwaway directory, never into the environment users run vlaeval from: a test-only agent
+such as ``toy-crash`` must not show up in a user's ``vlaeval agents``.  The directory goes first
+on ``sys.path`` and ``PYTHONPATH``, so spawned workers, Ray workers and ``vlaeval`` subprocesses
+find the distribution (its ``.dist-info`` carries the entry point) exactly as the test process
+does.  ``vlaeval-toy`` is visible to every test; the deliberately broken ones only to the tests
+that ask for them through :func:`install_plugin`.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pytest
 
-TOY_PLUGIN_DIR = Path(__file__).parent / "plugins" / "vlaeval-toy"
+PLUGIN_SOURCES = Path(__file__).parent / "plugins"
 
 
-def _ensure_toy_plugin_installed() -> None:
-    try:
-        importlib.metadata.distribution("vlaeval-toy")
-    except importlib.metadata.PackageNotFoundError:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(TOY_PLUGIN_DIR)],
-            check=True,
-        )
-        importlib.invalidate_caches()
+class PluginSites:
+    """Test plugin distributions installed under one temporary directory, one site each."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._sites: dict[str, Path] = {}
+
+    def site(self, name: str) -> Path:
+        """The directory holding ``tests/plugins/<name>`` installed (installed on first request)."""
+        if name not in self._sites:
+            source, site = self.root / "src" / name, self.root / "site" / name
+            # pip builds in the source tree; a copy keeps build/ and *.egg-info out of the checkout
+            shutil.copytree(PLUGIN_SOURCES / name, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                 "--no-build-isolation", "--target", str(site), str(source)],
+                capture_output=True, text=True,
+            )
+            if done.returncode:
+                raise RuntimeError(f"cannot install the test plugin {name}: {done.stderr.strip()}")
+            self._sites[name] = site
+        return self._sites[name]
 
 
-_ensure_toy_plugin_installed()
+_plugin_sites: PluginSites | None = None
+
+
+def _prepend_to_pythonpath(path: Path) -> str:
+    return os.pathsep.join([str(path), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _plugin_sites
+    _plugin_sites = PluginSites(Path(tempfile.mkdtemp(prefix="vlaeval-test-plugins-")))
+    toy = _plugin_sites.site("vlaeval-toy")
+    sys.path.insert(0, str(toy))
+    os.environ["PYTHONPATH"] = _prepend_to_pythonpath(toy)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _plugin_sites is not None:
+        shutil.rmtree(_plugin_sites.root, ignore_errors=True)
+
+
+_deselected: dict[str, int] = {}
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    for item in items:
+        markers = "/".join(sorted({m.name for m in item.iter_markers()} & {"slow", "gpu"})) or "unmarked"
+        _deselected[markers] = _deselected.get(markers, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say which tests the marker expression left out and how to run them (pytest only counts them)."""
+    if not _deselected:
+        return
+    counts = ", ".join(f"{n} marked {m}" if m != "unmarked" else f"{n} by -k" for m, n in sorted(_deselected.items()))
+    terminalreporter.write_line(
+        f"deselected: {counts} (-m {config.option.markexpr!r}); run the slow ones with `bash scripts/test.sh -m slow` "
+        f"(minutes each), the gpu ones with `bash scripts/test.sh -m gpu` on a machine with an NVIDIA GPU"
+    )
+
+
+@pytest.fixture
+def install_plugin(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``install_plugin("vlaeval-broken")``: that distribution is installed for this test only,
+    in-process and for the processes it starts; plugins are reloaded."""
+    from vlaeval.plugins.manager import reset_plugins
+
+    def install(name: str) -> None:
+        assert _plugin_sites is not None
+        site = _plugin_sites.site(name)
+        monkeypatch.syspath_prepend(str(site))
+        monkeypatch.setenv("PYTHONPATH", _prepend_to_pythonpath(site))
+        reset_plugins()
+
+    return install
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +163,8 @@ def run_cli(*argv: str) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def run_cli_process(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``vlaeval`` in a fresh process (as a user would), with the current environment plus ``env``."""
+    return subprocess.run([sys.executable, "-m", "vlaeval", *argv], capture_output=True, text=True, env={**os.environ, **(env or {})})

@@ -26,9 +26,9 @@ class _Group(click.Group):
     def _add_plugin_commands(self) -> None:
         if not self._plugins_added:
             self._plugins_added = True
-            from vlaeval.plugins.manager import plugin_manager
+            from vlaeval.plugins.manager import add_plugin_commands
 
-            plugin_manager().hook.vlaeval_register_commands(cli=self)
+            add_plugin_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()
@@ -168,9 +168,14 @@ def report(run_dirs: tuple[str, ...], fmt: str, out: str | None, real: str | Non
     from vlaeval.results.report import build_report
 
     reporter = registries().reporter.get(fmt).load()
-    text = reporter(build_report(run_dirs), Path(out) if out else None)
-    if out is None or fmt == "html":
-        click.echo(text, nl=False)
+    built = build_report(run_dirs)
+    text = reporter(built, Path(out) if out else None)
+    shown = text if out is None or fmt == "html" else ""
+    if shown:
+        click.echo(shown, nl=False)
+    for note in built.notes:  # e.g. an incomplete run, which the format (csv, a plugin's, a file) may not show
+        if note not in shown:
+            click.echo(f"warning: {note}", err=True)
     if real:
         from vlaeval.results.realsim import realsim_report
 
@@ -183,11 +188,12 @@ def report(run_dirs: tuple[str, ...], fmt: str, out: str | None, real: str | Non
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of the one-sided tests.")
 @click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True,
               help="Multiple-comparison correction across metrics.")
-def gate(run_dir: str, baseline: str, alpha: float, correction: str) -> None:
-    """Exit 1 when RUN_DIR is significantly worse than the baseline on any metric."""
+@click.option("--allow-incomplete", is_flag=True, help="Gate on an unfinished run or baseline instead of failing.")
+def gate(run_dir: str, baseline: str, alpha: float, correction: str, allow_incomplete: bool) -> None:
+    """Exit 1 when RUN_DIR is significantly worse than the baseline on any metric, or either is incomplete."""
     from vlaeval.results.gate import run_gate
 
-    result = run_gate(run_dir, baseline, alpha=alpha, correction=correction)
+    result = run_gate(run_dir, baseline, alpha=alpha, correction=correction, allow_incomplete=allow_incomplete)
     click.echo(result.table())
     for note in result.notes:
         click.echo(f"note: {note}")
@@ -224,7 +230,9 @@ def export(agent: str, checkpoint: str | None, fmt: str, fp16: bool, out: str) -
 @click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
 @click.option("--checkpoint", type=click.Path(), help="Agent checkpoint (shorthand for --agent-opt checkpoint=PATH).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True, help="Largest batch of requests per forward pass.")
-def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpoint: str | None, max_batch: int) -> None:
+@click.option("--max-agents", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Most agents held at once (one per open connection); further connections are refused.")
+def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpoint: str | None, max_batch: int, max_agents: int) -> None:
     """Serve an agent over a websocket (msgpack-numpy, openpi-compatible); evaluate it as ws://HOST:PORT."""
     from vlaeval.agents.remote.server import serve as serve_agent
     from vlaeval.agents.resolve import make_agent
@@ -234,14 +242,14 @@ def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpo
         options["checkpoint"] = checkpoint
     make_agent(agent, options).close()  # fail now, not at the first connection, on a bad name or option
     click.echo(f"serving {agent} on ws://{host}:{port} (health: http://{host}:{port}/healthz); Ctrl-C stops", err=True)
-    serve_agent(lambda: make_agent(agent, options), host=host, port=port, max_batch=max_batch)
+    serve_agent(lambda: make_agent(agent, options), host=host, port=port, max_batch=max_batch, max_agents=max_agents)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
-    """Installed plugins: name, version and the hooks each implements."""
-    from vlaeval.plugins.manager import plugin_info, plugin_manager
+    """Installed plugins: name, version and the hooks each implements, or why it was skipped."""
+    from vlaeval.plugins.manager import plugin_info, plugin_manager, skipped_plugins
 
     pm = plugin_manager()
     rows = []
@@ -249,14 +257,73 @@ def plugins(as_json: bool) -> None:
         name = pm.get_name(plugin) or repr(plugin)
         info = plugin_info(name)
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "distribution": info.distribution, "version": info.version, "builtin": info.builtin, "hooks": hooks})
+        rows.append({"name": name, "distribution": info.distribution, "version": info.version, "builtin": info.builtin, "hooks": hooks,
+                     "status": "loaded", "error": None})
+    for info in skipped_plugins():
+        rows.append({"name": info.name, "distribution": info.distribution, "version": info.version, "builtin": info.builtin, "hooks": [],
+                     "status": "skipped", "error": info.error})
     rows.sort(key=lambda r: (not r["builtin"], r["name"]))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         origin = "built-in" if r["builtin"] else f"{r['distribution']} {r['version']}"
-        click.echo(f"{r['name']}  ({origin})\n    hooks: {', '.join(r['hooks'])}")
+        detail = f"hooks: {', '.join(r['hooks'])}" if r["error"] is None else f"skipped: {r['error']}"
+        click.echo(f"{r['name']}  ({origin})\n    {detail}")
+
+
+@cli.command()
+@click.option("--suite", "-s", "suites", multiple=True, help="Check only this suite (repeatable; default: every installed suite).")
+def doctor(suites: tuple[str, ...]) -> None:
+    """Check this machine for each suite: packages, Vulkan/renderer, render fingerprint, memory; exit 1 on a fail."""
+    from vlaeval.doctor import failed, format_checks, run_doctor
+
+    checks = run_doctor(suites or None)
+    click.echo(format_checks(checks), nl=False)
+    sys.exit(1 if failed(checks) else 0)
+
+
+@cli.command()
+@click.option("--agent", "-a", required=True, help="Registered agent name or agent URI with a runtime option (e.g. kosmos-lstm-tiny).")
+@click.option("--runtimes", required=True, metavar="R1,R2[,...]", help="Runtimes to compare, the first being the reference (e.g. torch,onnx).")
+@click.option("--suite", "-s", required=True, help="Registered suite name.")
+@click.option("--setting", help="Generalization setting (default: the suite's first).")
+@click.option("--episodes", "-n", type=click.IntRange(min=1), default=5, show_default=True, help="The first N episodes.")
+@click.option("--seed", type=int, help="Base seed (default: the suite protocol's).")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Directory for one run per runtime and parity.json (default: runs/parity-<time>).")
+@click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
+@click.option("--checkpoint", type=click.Path(), help="Agent checkpoint (shorthand for --agent-opt checkpoint=PATH).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes per closed-loop run.")
+@click.option("--step-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="Seconds one agent call may take (0 = unlimited).")
+def parity(agent: str, runtimes: str, suite: str, setting: str | None, episodes: int, seed: int | None, out: str | None,
+           agent_opts: tuple[str, ...], checkpoint: str | None, workers: int, step_timeout: float) -> None:
+    """Closed-loop success and open-loop action differences of one agent across inference runtimes."""
+    import datetime as dt
+
+    from vlaeval.evaluators.parity import run_parity
+
+    options = _parse_options(agent_opts)
+    if checkpoint:
+        options["checkpoint"] = checkpoint
+    out = out or str(Path("runs") / f"parity-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    result = run_parity(agent, [r.strip() for r in runtimes.split(",") if r.strip()], suite, out=out, setting=setting, episodes=episodes,
+                        seed=seed, agent_options=options, workers=workers, step_timeout=step_timeout, progress=True)
+    click.echo(result.table(), nl=False)
+
+
+@cli.command()
+@click.option("--suite", "-s", required=True, help="Registered suite name.")
+@click.option("--baseline", "-b", required=True, type=click.Path(exists=True, file_okay=False), help="Baseline run directory.")
+@click.option("--detect", type=float, required=True, help="Drop to detect, as a fraction (0.05 = 5 points of success rate).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of the gate's one-sided tests.")
+@click.option("--power", type=float, default=0.8, show_default=True, help="Required probability of detecting the drop.")
+@click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True,
+              help="The gate's multiple-comparison correction (holm: over every metric the baseline has).")
+def plan(suite: str, baseline: str, detect: float, alpha: float, power: float, correction: str) -> None:
+    """How many episodes a run needs for the gate to detect a given drop, from a baseline's rates."""
+    from vlaeval.results.plan import plan_budget
+
+    click.echo(plan_budget(suite, baseline, detect, alpha=alpha, power=power, correction=correction).table(), nl=False)
 
 
 def _listing(kind: str, help_text: str) -> None:
@@ -266,7 +333,8 @@ def _listing(kind: str, help_text: str) -> None:
         from vlaeval.plugins.manager import plugin_info, registries
 
         rows = []
-        for e in registries().of(kind):
+        registry = registries().of(kind)
+        for e in registry.listing():
             info = plugin_info(e.plugin)
             row = {"name": e.name, "description": e.description, "plugin": e.plugin,
                    "origin": "built-in" if info.builtin else f"{info.distribution} {info.version}", "target": e.target}
@@ -275,6 +343,9 @@ def _listing(kind: str, help_text: str) -> None:
                         "episodes": e.spec.protocol.episodes, "tasks": len(e.spec.tasks)}
             if e.aliases:
                 row["aliases"] = list(e.aliases)
+            clash = registry.clash(e)
+            if clash is not None:
+                row["clash"] = str(clash)
             rows.append(row)
         if as_json:
             click.echo(json.dumps(rows, indent=2))
@@ -282,6 +353,8 @@ def _listing(kind: str, help_text: str) -> None:
         for r in rows:
             extra = f" v{r['version']}, {r['episodes']} episodes, {r['tasks']} tasks, settings: {', '.join(r['settings'])}" if kind == "suite" else ""
             click.echo(f"{r['name']:<22} {r['description']}\n{'':<22} from {r['plugin']} ({r['origin']}) -> {r['target']}{extra}")
+            if "clash" in r:
+                click.echo(f"{'':<22} clash: {r['clash']}")
 
 
 for _kind, _help in (

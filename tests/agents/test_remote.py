@@ -312,7 +312,7 @@ def test_one_failing_request_does_not_fail_its_batch_mates() -> None:
     assert [outcomes[1][0], outcomes[2][0]] == [1.0, 1.0]
 
 
-def test_agent_errors_are_raised_with_the_server_traceback(client: RemoteAgent) -> None:
+def test_agent_errors_are_raised_with_the_server_side_exception(client: RemoteAgent) -> None:
     client.bind(CONTEXT)
     client.seed(0)
     client.reset()

@@ -70,12 +70,13 @@ def test_side_by_side_comparison_and_formats(chained_run: Path, tmp_path: Path, 
     html = tmp_path / "report.html"
     assert run_cli("report", str(chained_run), str(other), "--format", "html", "--out", str(html)) == 0
     page = html.read_text()
-    assert page.count("data:image/png;base64,") == 2 and "agent-y" in page
+    # chain curve, where chains break, per-task bars
+    assert page.count("data:image/png;base64,") == 3 and "agent-y" in page and "Where chains break" in page
 
 
 def test_unknown_format_and_missing_results_are_one_line_errors(chained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("report", str(chained_run), "--format", "jsn") == 2
-    assert capsys.readouterr().err.strip() == "error: unknown reporter 'jsn'. Did you mean 'json'? Known: csv, html, json, markdown, table."
+    assert capsys.readouterr().err.strip() == "error: unknown reporter 'jsn'. Did you mean 'json'? Known: csv, html, json, markdown, table, toy-summary."
     (tmp_path / "empty").mkdir()
     assert run_cli("report", str(tmp_path / "empty")) == 2
     assert "holds no results" in capsys.readouterr().err

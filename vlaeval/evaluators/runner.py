@@ -42,7 +42,7 @@ from vlaeval.conventions import AgentSpec, ConventionError, negotiate
 from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec
 from vlaeval.errors import VlaevalError
 from vlaeval.evaluators.episode import EpisodeContext, run_episode, watched_setup
-from vlaeval.results.store import EpisodeRecord, ResultStore, read_manifest, write_manifest
+from vlaeval.results.store import EpisodeRecord, ResultStore, canonical_json, config_hash, read_manifest, write_manifest
 
 DEFAULT_STEP_TIMEOUT = 60.0
 #: Seconds agent construction and ``bind()`` may each take in a worker (real models load slowly).
@@ -230,11 +230,15 @@ def evaluate(
         ray_session = RaySession(address)  # join (or start) Ray before a run directory exists
     suite_impl = _load_suite(spec)
     all_episodes = list(suite_impl.episodes(config.setting, config.seed))[: config.episodes]
-    store = ResultStore(run_dir)
-    done = store.completed(repair=True)
+    fingerprint = _fingerprint(config, spec)
+    store = ResultStore(run_dir, config_hash=fingerprint["config_hash"])
+    done = store.completed()  # read-only: a damaged log or an edited manifest stops the run before anything changes
+    _check_finished(run_dir, manifest, fingerprint, done, all_episodes)
+    store.repair(done)
     pending = tuple(e for e in all_episodes if e.index not in done)
 
     manifest = _start_manifest(manifest, run_id, config, spec, workers, len(pending))
+    manifest["fingerprint"] = fingerprint  # checked above; runs from older versions (or without rows) adopt it
     manifest["sessions"][-1].update({"envs_per_worker": envs_per_worker, "executor": executor, "setup_timeout": setup_timeout})
     # A new run's directory appears once its agent is ready: an agent that cannot be built or
     # bound (missing weights, a bad option) fails the run without leaving an empty run behind.
@@ -528,11 +532,76 @@ def _progress_bar(total: int, initial: int, spec: SuiteSpec, *, enabled: bool) -
     return tqdm(total=total, initial=initial, unit=unit, desc=spec.name, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
 
 
+#: The JSON type of each saved config field.
+_CONFIG_TYPES: Mapping[str, type | tuple[type, ...]] = {
+    "agent": str, "suite": str, "setting": str, "episodes": int, "seed": int, "step_timeout": (int, float), "agent_options": dict,
+}
+
+
 def _config_from_manifest(manifest: Mapping[str, Any], run_dir: Path) -> RunConfig:
     try:
-        return RunConfig(**manifest["config"])
+        config = RunConfig(**manifest["config"])
     except (KeyError, TypeError) as exc:
         raise VlaevalError(f"{run_dir}/manifest.json has no valid run config ({exc}); it cannot be resumed") from exc
+    for name, kind in _CONFIG_TYPES.items():  # the manifest is a file people edit
+        value = getattr(config, name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise VlaevalError(f"{run_dir}/manifest.json: config.{name} cannot be {value!r}; restore it to resume the run")
+    return config
+
+
+def _fingerprint(config: RunConfig, spec: SuiteSpec) -> dict[str, Any]:
+    """The fields that decide which episodes a run plays and what can happen in them, and their hash.
+
+    Stored in the manifest and stamped in every stored record, so a resume can tell rows of this
+    configuration from rows of another.  The episode count is not one of them: ``--resume RUN
+    --episodes N`` legitimately extends a run.
+    """
+    fields = {
+        "agent": config.agent, "agent_options": dict(config.agent_options), "suite": config.suite, "suite_version": spec.version,
+        "setting": config.setting, "seed": config.seed, "step_timeout": float(config.step_timeout),
+    }
+    return {"config_hash": config_hash(fields), "fields": fields}
+
+
+def _check_finished(run_dir: Path, manifest: Mapping[str, Any], fingerprint: Mapping[str, Any], done: Mapping[int, EpisodeRecord],
+                    episodes: Sequence[EpisodeSpec]) -> None:
+    """Refuse to add episodes to rows that were played under another configuration.
+
+    The manifest is an editable file: resuming after changing its agent, setting or seed would mix
+    rows of two configurations in one run.  The rows are the ground truth, so their own columns
+    and episode seeds are checked first (all that runs from older versions have), then the
+    fingerprint recorded in the manifest (which names the field that changed) and the one stamped
+    in each row (which catches a manifest edited together with its fingerprint).
+    """
+    if not done:
+        return  # nothing to mix: the configuration as it stands becomes the run's
+    fields, fix = fingerprint["fields"], "restore manifest.json or start a new run"
+    seeds = {e.index: e.seed for e in episodes}
+    for rec in done.values():
+        for row in rec.rows:
+            for column in ("agent", "suite", "suite_version", "setting"):
+                if row[column] != fields[column]:
+                    remedy = f"install version {row[column]!r} of the suite or start a new run" if column == "suite_version" else fix
+                    raise VlaevalError(f"{run_dir}: {column} differs: episode {rec.episode} was played with {column} "
+                                       f"{row[column]!r}, the run would now use {fields[column]!r}; {remedy}")
+        if rec.episode not in seeds:
+            raise VlaevalError(f"{run_dir}: episode {rec.episode} is finished but the manifest plans {len(seeds)} episodes; {fix}")
+        if rec.seed != seeds[rec.episode]:
+            raise VlaevalError(f"{run_dir}: seed differs: episode {rec.episode} was played with episode seed {rec.seed}, "
+                               f"the manifest's seed {fields['seed']} gives it {seeds[rec.episode]}; {fix}")
+    recorded = manifest.get("fingerprint")
+    before = recorded.get("fields") if isinstance(recorded, dict) else None
+    if isinstance(before, dict):
+        changed = [k for k in fields if k in before and canonical_json(before[k]) != canonical_json(fields[k])]
+        if changed:
+            raise VlaevalError(f"{run_dir}: {changed[0]} differs: the finished episodes were played with {changed[0]} "
+                               f"{canonical_json(before[changed[0]])}, the manifest now says {canonical_json(fields[changed[0]])}; {fix}")
+    for rec in done.values():
+        if rec.config_hash is not None and rec.config_hash != fingerprint["config_hash"]:
+            raise VlaevalError(f"{run_dir}: episode {rec.episode} was played with a different configuration (config_hash "
+                               f"{rec.config_hash}, the manifest gives {fingerprint['config_hash']}): the agent options or step "
+                               f"timeout differ; {fix}")
 
 
 def spec_of(suite: str) -> SuiteSpec:
@@ -560,7 +629,7 @@ def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, sp
                 "env_ids": list(spec.env_ids),
             },
             "seeds": {"base": config.seed, "per_episode": "SeedSequence([base, episode index]); see the seed column"},
-            "versions": _versions(),
+            "versions": _versions(spec),
             "git": _git_revision(),
             "host": {"hostname": socket.gethostname(), "user": _user(), "platform": platform.platform(), "cpus": os.cpu_count()},
             "started_at": _now(),
@@ -573,7 +642,7 @@ def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, sp
     return manifest
 
 
-def _versions() -> dict[str, str]:
+def _versions(spec: SuiteSpec) -> dict[str, str]:
     from importlib import metadata
 
     from vlaeval import __version__
@@ -584,6 +653,9 @@ def _versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    reported = getattr(_load_suite(spec), "versions", None)  # a suite's simulator may have no package version (calvin_env: a git revision)
+    if callable(reported):
+        out.update(reported())
     return out
 
 

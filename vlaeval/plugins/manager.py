@@ -4,23 +4,37 @@ Built-ins are ordinary plugins (``DEFAULT_PLUGINS``); third-party ones come from
 entry-point group.  ``VLAEVAL_LOAD_PLUGINS`` (comma list of distribution or entry-point names;
 empty string = none) restricts which third-party plugins load, as ``LLM_LOAD_PLUGINS`` does for
 ``llm``; ``VLAEVAL_TRACE_PLUGINS=1`` prints every hook call to stderr.
+
+One broken package must not take down commands that never needed it.  A plugin counts as loaded
+only when it imports (``SystemExit`` included: only ``KeyboardInterrupt`` gets through), pluggy
+accepts it, and each of its registration hooks returns; otherwise it is *skipped*: unregistered,
+so none of its hooks runs, named with the error in one warning line, and listed as skipped by
+``vlaeval plugins``.  Registration hooks run into a staging list per plugin that is committed
+only when all of that plugin's hooks succeeded, so a hook that raised halfway leaves nothing
+behind.  Two plugins claiming one name are not a load error: the :class:`Registry` records the
+clash and only using that name fails.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import logging
+import multiprocessing
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from vlaeval.errors import VlaevalError
 from vlaeval.plugins import hookspecs
 from vlaeval.plugins.registry import Entry, Registry
+
+if TYPE_CHECKING:
+    import click
 
 #: Built-in plugin modules, registered like any third-party plugin.
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -33,15 +47,24 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 ENTRY_POINT_GROUP = "vlaeval"
 KINDS = ("agent", "suite", "metric", "reporter", "trainer")
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """Where a loaded plugin came from (for ``vlaeval plugins``)."""
+    """Where a plugin came from, and why it was skipped if it was (for ``vlaeval plugins``)."""
 
     name: str
     distribution: str | None = None
     version: str | None = None
     builtin: bool = False
+    error: str | None = None
+
+    def describe(self) -> str:
+        """How messages name the plugin: users know the package they installed, not its entry point."""
+        if self.distribution and not self.builtin:
+            return f"plugin {self.distribution!r} (entry point {self.name!r})"
+        return f"plugin {self.name!r}"
 
 
 @dataclass
@@ -64,7 +87,11 @@ _cache: tuple[frozenset[int], Registries] | None = None
 
 
 def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, loading built-in and installed plugins on first use."""
+    """The process-wide plugin manager, loading built-in and installed plugins on first use.
+
+    Registration hooks run here too, so a plugin that fails them is skipped before any command
+    or observer hook can reach it.
+    """
     global _pm
     if _pm is None:
         pm = pluggy.PluginManager("vlaeval")
@@ -73,14 +100,11 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.register(importlib.import_module(module_name), name=module_name)
             _infos[module_name] = PluginInfo(module_name, "vlaeval", _own_version(), builtin=True)
         _load_entry_points(pm)
-        try:
-            pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise VlaevalError(f"plugin {exc.plugin!r} implements a hook vlaeval does not define: {exc}") from exc
         if os.environ.get("VLAEVAL_TRACE_PLUGINS") == "1":
             pm.trace.root.setwriter(sys.stderr.write)
             pm.enable_tracing()
         _pm = pm
+        registries()
     return _pm
 
 
@@ -92,50 +116,116 @@ def reset_plugins() -> None:
 
 
 def plugin_info(name: str) -> PluginInfo:
-    """Origin of a loaded plugin (distribution and version, or built-in)."""
+    """Origin of a loaded or skipped plugin (distribution and version, or built-in)."""
     plugin_manager()
     return _infos.get(name, PluginInfo(name))
+
+
+def skipped_plugins() -> list[PluginInfo]:
+    """Plugins that failed to load, each with its error."""
+    plugin_manager()
+    return [info for info in _infos.values() if info.error is not None]
 
 
 def registries() -> Registries:
     """Collect registrations from every loaded plugin (cached until the plugin set changes)."""
     global _cache
     pm = plugin_manager()
-    key = frozenset(id(p) for p in pm.get_plugins())
-    if _cache is not None and _cache[0] == key:
-        return _cache[1]
-    regs = Registries()
-    _collect(pm, "vlaeval_register_agents", lambda plugin: _named_register(regs.agent, "agent", plugin))
-    _collect(pm, "vlaeval_register_suites", lambda plugin: _spec_register(regs.suite, "suite", plugin))
-    _collect(pm, "vlaeval_register_metrics", lambda plugin: _spec_register(regs.metric, "metric", plugin))
-    _collect(pm, "vlaeval_register_reporters", lambda plugin: _named_register(regs.reporter, "reporter", plugin))
-    _collect(pm, "vlaeval_register_trainers", lambda plugin: _named_register(regs.trainer, "trainer", plugin))
-    _cache = (key, regs)
-    return regs
+    if _cache is None or _cache[0] != _plugin_set(pm):
+        regs = _collect(pm)
+        _cache = (_plugin_set(pm), regs)  # after _collect, which may have skipped plugins
+    return _cache[1]
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, make_register: Callable[[str], Callable[..., None]]) -> None:
-    """Call a registration hook once per implementation, handing each a ``register`` that knows
-    which plugin is calling: that is how listings and duplicate errors can name the origin."""
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order
-        kwargs = {"register": make_register(impl.plugin_name)}
-        impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+def add_plugin_commands(cli: click.Group) -> None:
+    """Run ``vlaeval_register_commands`` for each plugin on a copy of ``cli`` and add what it added
+    only when its hook returned: a plugin that fails halfway is skipped, not half-installed."""
+    import click
+
+    pm = plugin_manager()
+    for impl in reversed(pm.hook.vlaeval_register_commands.get_hookimpls()):  # pluggy's call order: the same plugin wins a name
+        staging = click.Group(cli.name, commands=dict(cli.commands))
+        error = _failure(lambda: _call(impl, cli=staging))
+        if error is not None:
+            _skip(pm, impl.plugin_name, f"vlaeval_register_commands raised {_one_line(error)}")
+            continue
+        for name, command in staging.commands.items():
+            if cli.commands.get(name) is not command:
+                cli.add_command(command, name)
 
 
-def _named_register(registry: Registry, kind: str, plugin: str) -> Callable[..., None]:
+def _plugin_set(pm: pluggy.PluginManager) -> frozenset[int]:
+    return frozenset(id(p) for p in pm.get_plugins())
+
+
+def _named_register(kind: str, plugin: str, staged: list[Entry]) -> Callable[..., None]:
     def register(name: str, target: str, *, description: str = "", aliases: tuple[str, ...] = ()) -> None:
         if not isinstance(target, str):
             raise VlaevalError(f"plugin {plugin!r} registered {kind} {name!r} with a non-string target; use 'module:attr'")
-        registry.add(Entry(kind, name, target, plugin, description, tuple(aliases)))
+        staged.append(Entry(kind, name, target, plugin, description, tuple(aliases)))
 
     return register
 
 
-def _spec_register(registry: Registry, kind: str, plugin: str) -> Callable[[Any], None]:
+def _spec_register(kind: str, plugin: str, staged: list[Entry]) -> Callable[..., None]:
     def register(spec: Any, *, aliases: tuple[str, ...] = ()) -> None:
-        registry.add(Entry(kind, spec.name, spec.target, plugin, spec.description, tuple(aliases), spec))
+        staged.append(Entry(kind, spec.name, spec.target, plugin, spec.description, tuple(aliases), spec))
 
     return register
+
+
+_REGISTRATION_HOOKS: tuple[tuple[str, str, Callable[[str, str, list[Entry]], Callable[..., None]]], ...] = (
+    ("vlaeval_register_agents", "agent", _named_register),
+    ("vlaeval_register_suites", "suite", _spec_register),
+    ("vlaeval_register_metrics", "metric", _spec_register),
+    ("vlaeval_register_reporters", "reporter", _named_register),
+    ("vlaeval_register_trainers", "trainer", _named_register),
+)
+
+
+def _collect(pm: pluggy.PluginManager) -> Registries:
+    """Call each registration hook once per implementation, in registration order (built-ins first).
+
+    Each implementation gets a ``register`` that knows which plugin is calling: that is how
+    listings and clash errors name the origin.  Entries are staged and committed only for
+    plugins whose every hook returned.
+    """
+    staged: list[Entry] = []
+    failed: dict[str, str] = {}
+    for hook_name, kind, make_register in _REGISTRATION_HOOKS:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name in failed:
+                continue
+            own: list[Entry] = []
+            error = _failure(lambda: _call(impl, register=make_register(kind, impl.plugin_name, own)))
+            if error is not None:
+                failed[impl.plugin_name] = f"{hook_name} raised {_one_line(error)}"
+                continue
+            staged.extend(own)
+    for name, error in failed.items():
+        _skip(pm, name, error)
+    regs = Registries()
+    for entry in staged:
+        if entry.plugin not in failed:
+            regs.of(entry.kind).add(entry)
+    return regs
+
+
+def _call(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one implementation with the arguments it declares (pluggy lets it take any subset)."""
+    return impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+
+
+def _failure(plugin_code: Callable[[], Any]) -> BaseException | None:
+    """Run plugin code and return what it raised instead of letting it end the command:
+    ``SystemExit`` included, as a plugin must not decide that vlaeval exits; only Ctrl-C passes."""
+    try:
+        plugin_code()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
@@ -149,22 +239,55 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             dist_name = dist.metadata["Name"]
             if allowed is not None and dist_name not in allowed and ep.name not in allowed:
                 continue
-            if pm.has_plugin(ep.name):
+            if ep.name in _infos:  # the same distribution found twice on sys.path
                 continue
             seen.update({dist_name, ep.name})
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # a broken plugin must not take the CLI down
-                warnings.warn(
-                    f"vlaeval plugin {ep.name!r} from {dist_name} {dist.version} failed to load ({exc}); "
-                    f"it is skipped. Reinstall or uninstall it, or exclude it with VLAEVAL_LOAD_PLUGINS.",
-                    stacklevel=2,
-                )
-                continue
-            pm.register(plugin, name=ep.name)
             _infos[ep.name] = PluginInfo(ep.name, dist_name, dist.version)
+            error = _failure(lambda: _register(pm, ep))
+            if error is not None:
+                _skip(pm, ep.name, _one_line(error))
     for missing in sorted((allowed or set()) - seen):
-        warnings.warn(f"VLAEVAL_LOAD_PLUGINS names {missing!r}, but no installed vlaeval plugin has that name", stacklevel=2)
+        _warn(f"VLAEVAL_LOAD_PLUGINS names {missing!r}, but no installed vlaeval plugin has that name")
+
+
+def _register(pm: pluggy.PluginManager, ep: metadata.EntryPoint) -> None:
+    plugin = ep.load()
+    pm.register(plugin, name=ep.name)
+    _check_hooks(pm, plugin)
+
+
+def _check_hooks(pm: pluggy.PluginManager, plugin: object) -> None:
+    """pluggy only notices hooks nobody specified in ``check_pending``, which fails for every
+    plugin at once; checked here, a misspelt hook skips just the plugin that has it."""
+    unknown = sorted(
+        caller.name for caller in pm.get_hookcallers(plugin) or []
+        if not caller.has_spec() and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls())
+    )
+    if unknown:
+        raise pluggy.PluginValidationError(plugin, f"{', '.join(unknown)} is not a vlaeval hook (misspelt?)")
+
+
+def _skip(pm: pluggy.PluginManager, name: str, error: str) -> None:
+    """Unregister a broken plugin, remember why for ``vlaeval plugins``, and say so once."""
+    if pm.has_plugin(name):
+        pm.unregister(name=name)
+    info = dataclasses.replace(_infos.get(name, PluginInfo(name)), error=error)
+    _infos[name] = info
+    package = info.distribution if info.distribution and not info.builtin else "it"
+    _warn(f"{info.describe()} failed to load and is skipped: {error} "
+          f"(upgrade or uninstall {package}, or load only the plugins you need with VLAEVAL_LOAD_PLUGINS=name,...)")
+
+
+def _warn(message: str) -> None:
+    """One ``warning:`` line on stderr (through the ``vlaeval`` logger), from the main process only:
+    worker processes load the same plugins as the driver, which has already said it."""
+    if multiprocessing.parent_process() is None:
+        logger.warning("warning: %s", message)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _own_version() -> str:

@@ -1,7 +1,8 @@
 """Lazy registries of ``"module:attr"`` targets (lm-evaluation-harness style).
 
 Entries remember which plugin registered them, so listings say where a name comes from and
-duplicate registrations name both plugins.
+duplicate registrations name both plugins.  A name two plugins claim is not an error until it is
+used: one package reusing another's name must not break commands that never touch that name.
 """
 
 from __future__ import annotations
@@ -43,39 +44,62 @@ class Entry:
 
 @dataclass
 class Registry:
-    """Name -> :class:`Entry` for one kind, with aliases and did-you-mean errors."""
+    """Name -> :class:`Entry` for one kind, with aliases, clashes and did-you-mean errors.
+
+    Every key (name or alias) maps to the entries claiming it; a key claimed twice is a clash:
+    listings show both claimants and only looking that key up fails.
+    """
 
     kind: str
-    _entries: dict[str, Entry] = field(default_factory=dict)
-    _aliases: dict[str, str] = field(default_factory=dict)
+    _entries: list[Entry] = field(default_factory=list)
+    _claims: dict[str, list[Entry]] = field(default_factory=dict)
 
     def add(self, entry: Entry) -> None:
-        for key in (entry.name, *entry.aliases):
-            clash = self._entries.get(key) or self._entries.get(self._aliases.get(key, ""))
-            if clash is not None:
-                raise DuplicateNameError(
-                    f"{self.kind} {key!r} is registered twice: by plugin {clash.plugin!r} ({clash.target}) "
-                    f"and by plugin {entry.plugin!r} ({entry.target}); uninstall one of them or restrict "
-                    f"third-party plugins with VLAEVAL_LOAD_PLUGINS"
-                )
-        self._entries[entry.name] = entry
-        for alias in entry.aliases:
-            self._aliases[alias] = entry.name
+        self._entries.append(entry)
+        for key in dict.fromkeys((entry.name, *entry.aliases)):
+            self._claims.setdefault(key, []).append(entry)
 
     def get(self, name: str) -> Entry:
-        entry = self._entries.get(name) or self._entries.get(self._aliases.get(name, ""))
-        if entry is None:
-            raise unknown_name_error(self.kind, name, list(self._entries) + list(self._aliases))
-        return entry
+        claims = self._claims.get(name)
+        if claims is None:
+            raise unknown_name_error(self.kind, name, list(self._claims))
+        if len(claims) > 1:
+            raise self._clash_error(name, claims)
+        return claims[0]
+
+    def clash(self, entry: Entry) -> DuplicateNameError | None:
+        """The error that looking up one of ``entry``'s names raises, or None when no other entry claims them."""
+        for key in (entry.name, *entry.aliases):
+            if len(self._claims[key]) > 1:
+                return self._clash_error(key, self._claims[key])
+        return None
+
+    def listing(self) -> list[Entry]:
+        """Every registered entry by name, clashing ones included (each claimant once)."""
+        return sorted(self._entries, key=lambda e: e.name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries or name in self._aliases
+        return name in self._claims
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+        """Every entry, for callers that use them all (reports compute every metric): a clash among
+        them raises its error, as using the clashing name alone would."""
+        for entry in self.listing():
+            error = self.clash(entry)
+            if error is not None:
+                raise error
+            yield entry
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _clash_error(self, key: str, claims: list[Entry]) -> DuplicateNameError:
+        plugins = " and ".join(f"by plugin {e.plugin!r} ({e.target})" for e in claims)
+        times = "twice" if len(claims) == 2 else f"{len(claims)} times"
+        return DuplicateNameError(
+            f"{self.kind} {key!r} is registered {times}: {plugins}; uninstall one of them or restrict "
+            f"third-party plugins with VLAEVAL_LOAD_PLUGINS"
+        )
 
 
 def unknown_name_error(kind: str, name: str, choices: Iterable[str], where: str = "") -> UnknownNameError:

@@ -4,6 +4,10 @@ Every metric both runs have (same suite, setting, task) is tested one-sided for 
 (Fisher's exact test for proportions, a bootstrap of the mean difference for means).  With many
 tasks some p-values are small by chance, so p-values are Holm-adjusted across the comparisons by
 default; the gate fails when any adjusted p-value is below ``alpha``.
+
+It also fails when the run or the baseline is incomplete (interrupted, failed, or killed while
+running): 42 chains of a planned 300 can pass a test that the full run would fail, and a CI job
+whose evaluation died half-way must not go green.  ``allow_incomplete`` compares what there is.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ class GateResult:
     alpha: float
     correction: str
     notes: tuple[str, ...]
+    incomplete: tuple[str, ...] = ()  # one line per incomplete run or baseline
+    allow_incomplete: bool = False
 
     @property
     def passed(self) -> bool:
-        return not any(c.regressed for c in self.comparisons)
+        return not any(c.regressed for c in self.comparisons) and (self.allow_incomplete or not self.incomplete)
 
     def table(self) -> str:
         import pandas as pd
@@ -68,23 +74,31 @@ class GateResult:
     def verdict(self) -> str:
         worse = [c for c in self.comparisons if c.regressed]
         how = f"alpha={self.alpha:g}, {'Holm-adjusted' if self.correction == 'holm' else 'unadjusted'} one-sided tests"
+        reasons = []
+        if self.incomplete and not self.allow_incomplete:
+            reasons.append(f"{'; '.join(self.incomplete)}; or pass --allow-incomplete to gate on the episodes there are")
         if worse:
             names = ", ".join(f"{c.metric}[{c.task}]" if c.task != "*" else c.metric for c in worse)
-            return f"gate: FAIL: {len(worse)} of {len(self.comparisons)} metrics significantly worse than the baseline ({how}): {names}"
+            reasons.append(f"{len(worse)} of {len(self.comparisons)} metrics significantly worse than the baseline ({how}): {names}")
+        if reasons:
+            return f"gate: FAIL: {'; '.join(reasons)}"
         return f"gate: PASS: none of {len(self.comparisons)} metrics is significantly worse than the baseline ({how})"
 
 
-def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], *, alpha: float = 0.05, correction: str = "holm") -> GateResult:
+def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], *, alpha: float = 0.05, correction: str = "holm",
+             allow_incomplete: bool = False) -> GateResult:
     """Compare a run with a baseline run directory (e.g. one committed under ``results/``)."""
     if not 0 < alpha < 1:
         raise VlaevalError(f"--alpha must be between 0 and 1, not {alpha}")
     if correction not in CORRECTIONS:
         raise VlaevalError(f"--correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
-    base = {m.key: m for m in build_report([baseline]).metrics}
-    cur = {m.key: m for m in build_report([run_dir]).metrics}
+    base_report, cur_report = build_report([baseline]), build_report([run_dir])
+    base = {m.key: m for m in base_report.metrics}
+    cur = {m.key: m for m in cur_report.metrics}
     _check_versions(base, cur)
     common = [k for k in base if k in cur]
-    notes = tuple(f"only in baseline: {k[3]}[{k[2]}] ({k[1]})" for k in base if k not in cur)
+    incomplete = tuple(f"the {role} {note}" for role, report in (("run", cur_report), ("baseline", base_report)) for note in report.notes)
+    notes = tuple(f"only in baseline: {k[3]}[{k[2]}] ({k[1]})" for k in base if k not in cur) + (incomplete if allow_incomplete else ())
     if not common:
         raise VlaevalError("the run and the baseline share no metric (different suites or settings?); nothing to gate")
     p_values = [worse_p_value(cur[k].sample, base[k].sample, higher_is_better=base[k].higher_is_better) for k in common]
@@ -93,7 +107,7 @@ def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], 
         Comparison(k[0], k[1], k[2], k[3], base[k].estimate, cur[k].estimate, isinstance(base[k].sample, Proportion), p, q, q < alpha)
         for k, p, q in zip(common, p_values, adjusted)
     )
-    return GateResult(comparisons, alpha, correction, notes)
+    return GateResult(comparisons, alpha, correction, notes, incomplete, allow_incomplete)
 
 
 def _check_versions(base: dict[Any, MetricResult], cur: dict[Any, MetricResult]) -> None:

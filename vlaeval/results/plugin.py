@@ -20,4 +20,4 @@ def vlaeval_register_reporters(register: Callable[..., None]) -> None:
     register("markdown", "vlaeval.results.formats:markdown", description="markdown tables")
     register("csv", "vlaeval.results.formats:csv", description="long-format CSV, one line per metric")
     register("json", "vlaeval.results.formats:json_format", description="aggregate metrics with 95% intervals")
-    register("html", "vlaeval.results.formats:html_page", description="self-contained HTML page with plots")
+    register("html", "vlaeval.results.html:html_page", description="self-contained HTML page with plots")

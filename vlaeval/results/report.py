@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from vlaeval.errors import VlaevalError
 from vlaeval.results.stats import Estimate, Proportion, Sample, estimate
-from vlaeval.results.store import load_results, read_manifest
+from vlaeval.results.store import MANIFEST_FILE, load_results, read_manifest
 
 SETTING_LEVEL_TASK = "*"
 
@@ -28,6 +28,23 @@ class RunSummary:
     chain_length: int
     episodes: int
     errors: int
+    planned: int | None = None  # the manifest's config.episodes
+    status: str | None = None  # the manifest's status: running, interrupted, failed or finished
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether the run stopped before its last episode (a killed run still says ``running``).
+
+        Its metrics then cover only the episodes it got to: neither final nor, at face value,
+        comparable with a finished run's.  Without a manifest nothing is known, so nothing is said.
+        """
+        return self.status not in (None, "finished") or (self.planned is not None and self.episodes < self.planned)
+
+    @property
+    def progress(self) -> str:
+        """E.g. ``42 of 300 episodes, status interrupted``."""
+        done = f"{self.episodes} of {self.planned} episodes" if self.planned is not None else f"{self.episodes} episodes"
+        return done + (f", status {self.status}" if self.status else "")
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,13 @@ class MetricResult:
 class Report:
     runs: tuple[RunSummary, ...]
     metrics: tuple[MetricResult, ...]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Caveats every format must show, one line each: which runs are incomplete."""
+        return tuple(dict.fromkeys(
+            f"{r.run_dir} is incomplete ({r.progress}); finish it with `vlaeval run --resume {r.run_dir}`" for r in self.runs if r.incomplete
+        ))
 
     def to_frame(self) -> Any:
         """Long format: one row per run, suite, setting, task and metric."""
@@ -82,9 +106,10 @@ class Report:
         import dataclasses
 
         return {
-            "runs": [dataclasses.asdict(r) for r in self.runs],
+            "runs": [{**dataclasses.asdict(r), "incomplete": r.incomplete} for r in self.runs],
             "metrics": self.to_frame().to_dict(orient="records"),
             "confidence": 0.95,
+            "notes": list(self.notes),
         }
 
     def groups(self) -> list[tuple[str, str]]:
@@ -124,12 +149,16 @@ def build_report(run_dirs: Sequence[str | os.PathLike[str]]) -> Report:
     for (run_dir, frame), label in zip(frames, labels):
         if frame.empty:
             raise VlaevalError(f"{run_dir} has no finished episodes yet")
-        chain_length = _chain_length(run_dir, frame)
+        manifest = _manifest(run_dir)
+        chain_length = _chain_length(manifest, frame)
+        config = manifest.get("config")
+        planned, status = config.get("episodes") if isinstance(config, dict) else None, manifest.get("status")
         for (suite, version, setting), rows in frame.groupby(["suite", "suite_version", "setting"], sort=False):
             runs.append(
                 RunSummary(
                     label, str(rows["run_id"].iloc[0]), str(run_dir), str(rows["agent"].iloc[0]), suite, version, setting,
                     chain_length, int(rows["episode"].nunique()), int(rows.groupby("episode")["error"].apply(lambda e: e.notna().any()).sum()),
+                    planned if isinstance(planned, int) else None, status if isinstance(status, str) else None,
                 )
             )
             metrics.extend(compute_metrics(rows, label, chain_length))
@@ -161,10 +190,15 @@ def _named_samples(name: str, result: Sample | Mapping[str, Sample] | None) -> l
     return [(name, result)]
 
 
-def _chain_length(run_dir: Path, frame: Any) -> int:
+def _manifest(run_dir: Path) -> Mapping[str, Any]:
+    """The run's manifest, or nothing for results without one (e.g. a table assembled by hand)."""
+    return read_manifest(run_dir) if (run_dir / MANIFEST_FILE).exists() else {}
+
+
+def _chain_length(manifest: Mapping[str, Any], frame: Any) -> int:
     try:
-        return int(read_manifest(run_dir)["suite"]["protocol"]["chain_length"])
-    except (VlaevalError, KeyError, TypeError, ValueError):
+        return int(manifest["suite"]["protocol"]["chain_length"])
+    except (KeyError, TypeError, ValueError):
         return int(frame["position"].max())
 
 

@@ -4,24 +4,32 @@ A run directory holds:
 
 * ``episodes.jsonl`` — the source of truth: one line per finished episode (a chain for chained
   suites), appended and fsync'ed as soon as the episode ends.  One line per episode makes the
-  write atomic at episode granularity: a crash can only leave a torn *last* line, which is
-  detected and cut off on resume, so nothing is lost (beyond episodes in flight) or duplicated.
+  write atomic at episode granularity: a crash can only leave a torn *last* line, which is not a
+  finished episode, so readers ignore it and resume cuts it off.  Damage anywhere else cannot come
+  from a crash; silently dropping it (or everything after it) would lose finished results, so it
+  is an error naming the line, and nothing is changed until a person has looked.  Each line also
+  carries the ``config_hash`` of the configuration that played it (see :func:`config_hash`).
 * ``episodes.parquet`` — the same table materialised when the run finishes, for fast loading.
-* ``manifest.json`` — resolved config, versions, git revision, seeds, host, times, status.
+  Readers use the union of both files, so losing either one loses nothing.
+* ``manifest.json`` — resolved config, its fingerprint, versions, git revision, seeds, host,
+  times, status.
 
-The tidy table has one row per episode, or per attempted subtask of a chain.
+The tidy table has one row per episode, or per attempted subtask of a chain.  Every file here is
+replaced atomically (temporary file, fsync, rename, fsync of the directory) or appended one
+fsync'ed line at a time, so it is readable after a crash at any byte.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import IO, Any, Iterable, Mapping
 
+from vlaeval.durable import replace_durably
 from vlaeval.errors import VlaevalError
 
 EPISODES_FILE = "episodes.jsonl"
@@ -47,13 +55,29 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+def canonical_json(value: Any) -> str:
+    """One spelling per value (sorted keys, no spaces, tuples as lists), so equal configs hash equally
+    whether they come from the command line, a Python caller or a manifest read back from disk."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(fields: Mapping[str, Any]) -> str:
+    """Fingerprint of the configuration fields that decide which episodes a run plays and how."""
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class EpisodeRecord:
-    """One finished episode: its index and seed plus one tidy row per (sub)task attempted."""
+    """One finished episode: its index and seed plus one tidy row per (sub)task attempted.
+
+    ``config_hash`` is the fingerprint of the run configuration that played it, stamped by the
+    store; ``None`` for records written by older versions or rebuilt from the parquet table.
+    """
 
     episode: int
     seed: int
     rows: tuple[Mapping[str, Any], ...]
+    config_hash: str | None = None
 
     @property
     def success(self) -> bool:
@@ -75,55 +99,92 @@ class EpisodeRecord:
         return next((r["error"] for r in self.rows if r.get("error")), None)
 
     def to_json(self) -> str:
-        return json.dumps({"episode": self.episode, "seed": self.seed, "rows": list(self.rows)}, allow_nan=False)
+        stamp = {} if self.config_hash is None else {"config_hash": self.config_hash}
+        return json.dumps({"episode": self.episode, "seed": self.seed, **stamp, "rows": list(self.rows)}, allow_nan=False)
 
     @classmethod
     def from_json(cls, line: str) -> "EpisodeRecord":
+        """Parse one log line; a ``ValueError`` says what is wrong with a damaged one."""
         d = json.loads(line)
-        return cls(int(d["episode"]), int(d["seed"]), tuple(d["rows"]))
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        episode, seed, rows, stamp = d.get("episode"), d.get("seed"), d.get("rows"), d.get("config_hash")
+        if type(episode) is not int or type(seed) is not int:
+            raise ValueError("'episode' and 'seed' must be integers")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and r.keys() >= set(COLUMNS) for r in rows):
+            raise ValueError("'rows' must be a list of rows with every column of the results table")
+        if stamp is not None and not isinstance(stamp, str):
+            raise ValueError("'config_hash' must be a string")
+        return cls(episode, seed, tuple(rows), stamp)
+
+
+@dataclass(frozen=True)
+class _Log:
+    """What ``episodes.jsonl`` holds: its finished records and how many bytes they span."""
+
+    records: dict[int, EpisodeRecord]
+    good_bytes: int  # the complete lines; anything after them is a torn last record
+    size: int
 
 
 class ResultStore:
-    """Append-only episode log of one run directory."""
+    """Append-only episode log of one run directory.
 
-    def __init__(self, run_dir: Path) -> None:
+    With ``config_hash`` every appended record is stamped with it, so a later resume can tell
+    whether the rows were played under the configuration it is about to continue with.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, config_hash: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / EPISODES_FILE
+        self.parquet = self.run_dir / PARQUET_FILE
+        self.config_hash = config_hash
 
-    def completed(self, *, repair: bool = False) -> dict[int, EpisodeRecord]:
-        """Episodes already stored, by index.
+    def completed(self) -> dict[int, EpisodeRecord]:
+        """Finished episodes by index: the log's records united with the parquet copy's.
 
-        With ``repair`` a torn last line (the process died mid-write) is cut off so appends
-        continue on a clean line boundary.
+        Read-only.  A torn last line is not a finished episode and is skipped.  Damaged lines
+        elsewhere, an episode stored twice with different results (identical copies, e.g. from
+        concatenating a log with itself, are read once) and an episode on which the two files
+        disagree are :class:`VlaevalError` s: which copy is right is for a person to decide.
         """
-        records: dict[int, EpisodeRecord] = {}
-        if not self.path.exists():
-            return records
-        good_bytes = 0
-        with open(self.path, "rb") as fh:
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    break  # torn tail
-                try:
-                    rec = EpisodeRecord.from_json(raw.decode())
-                except (ValueError, KeyError, TypeError):
-                    break
-                good_bytes += len(raw)
-                if rec.episode in records:
-                    warnings.warn(f"{self.path}: episode {rec.episode} stored twice; keeping the first", stacklevel=2)
-                    continue
-                records[rec.episode] = rec
-        size = self.path.stat().st_size
-        if good_bytes < size:
-            if repair:
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(good_bytes)
-            else:
-                warnings.warn(f"{self.path}: ignoring {size - good_bytes} bytes of an unfinished last record", stacklevel=2)
+        records = dict(self._read_log().records)
+        for index, rec in self._read_parquet().items():
+            kept = records.setdefault(index, rec)
+            if _tidy(kept.rows) != _tidy(rec.rows):
+                raise VlaevalError(
+                    f"{self.path} and {self.parquet}: episode {index} has different results in the two files; "
+                    f"delete the wrong copy (the parquet is rebuilt from {EPISODES_FILE} when the run finishes)"
+                )
         return records
+
+    def repair(self, records: Mapping[int, EpisodeRecord]) -> None:
+        """Prepare the log for appending: cut a torn last line and write back every record of
+        ``records`` it lacks (e.g. episodes only the parquet copy still holds).
+
+        Without this, appending to a log that lost records would make the parquet written at the
+        end of the run, from the log, drop them.  Rewriting is atomic: a crash leaves the old log.
+        """
+        log = self._read_log()
+        missing = [rec for index, rec in sorted(records.items()) if index not in log.records]
+        if missing:
+
+            def rebuild(out: IO[bytes]) -> None:
+                if log.good_bytes:
+                    with open(self.path, "rb") as old:
+                        out.write(old.read(log.good_bytes))
+                out.write("".join(rec.to_json() + "\n" for rec in missing).encode())
+
+            replace_durably(self.path, rebuild)
+        elif log.good_bytes < log.size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(log.good_bytes)
+                os.fsync(fh.fileno())
 
     def append(self, record: EpisodeRecord) -> None:
         """Store one episode durably before returning."""
+        if self.config_hash is not None:
+            record = dataclasses.replace(record, config_hash=self.config_hash)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(record.to_json() + "\n")
@@ -131,12 +192,67 @@ class ResultStore:
             os.fsync(fh.fileno())
 
     def write_parquet(self) -> Path:
+        """Materialise every finished episode as parquet, atomically (a crash leaves the old copy)."""
         frame = records_frame(self.completed().values())
-        out = self.run_dir / PARQUET_FILE
-        tmp = out.with_suffix(".parquet.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-        return out
+        replace_durably(self.parquet, lambda out: frame.to_parquet(out, index=False))
+        return self.parquet
+
+    def _read_log(self) -> _Log:
+        records: dict[int, EpisodeRecord] = {}
+        first_line: dict[int, int] = {}
+        good_bytes = 0
+        damaged: tuple[int, str] | None = None
+        if not self.path.exists():
+            return _Log(records, 0, 0)
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                if damaged is not None:  # a line follows the damaged one: it is not a torn write
+                    line, reason = damaged
+                    raise VlaevalError(
+                        f"{self.path}, line {line}: damaged record ({reason}), with finished records after it, so not a "
+                        f"crash mid-write; repair or delete that line by hand, then retry (nothing was changed)"
+                    )
+                try:
+                    if not raw.endswith(b"\n"):
+                        raise ValueError("no end of line")
+                    rec = EpisodeRecord.from_json(raw.decode())
+                except (ValueError, RecursionError) as exc:
+                    damaged = (number, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    continue
+                good_bytes += len(raw)
+                if rec.episode not in records:
+                    records[rec.episode], first_line[rec.episode] = rec, number
+                elif records[rec.episode] != rec:
+                    raise VlaevalError(
+                        f"{self.path}: episode {rec.episode} is stored twice with different results "
+                        f"(lines {first_line[rec.episode]} and {number}); delete the wrong line, then retry (nothing was changed)"
+                    )
+        return _Log(records, good_bytes, self.path.stat().st_size)
+
+    def _read_parquet(self) -> dict[int, EpisodeRecord]:
+        if not self.parquet.exists():
+            return {}
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(self.parquet)
+        except Exception as exc:
+            raise VlaevalError(f"cannot read {self.parquet}: {exc}; restore the file or delete it if {EPISODES_FILE} is complete") from exc
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise VlaevalError(f"{self.parquet} lacks the columns {', '.join(missing)}; it is not a vlaeval results table")
+        frame = frame[list(COLUMNS)]
+        cells = frame.astype(object).where(frame.notna(), None)  # as the log spells them: None, not NaN, for no error
+        records = {}
+        for episode, rows in cells.groupby("episode", sort=True):
+            tidy = tuple(rows.sort_values("position").to_dict("records"))
+            records[int(episode)] = EpisodeRecord(int(episode), int(tidy[0]["seed"]), tidy)
+        return records
+
+
+def _tidy(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as the results table sees them: only its columns, by chain position."""
+    return sorted(({c: row[c] for c in COLUMNS} for row in rows), key=lambda r: r["position"])
 
 
 def records_frame(records: Iterable[EpisodeRecord]) -> Any:
@@ -154,8 +270,10 @@ def records_frame(records: Iterable[EpisodeRecord]) -> Any:
 def load_results(*run_dirs: str | os.PathLike[str]) -> Any:
     """Load the per-episode table of one or more run directories as a ``pandas.DataFrame``.
 
-    The JSONL log is authoritative (it is complete even for an interrupted run); the parquet copy
-    is used when the log is absent, e.g. for a baseline committed as parquet only.
+    Every finished episode in the JSONL log (complete even for an interrupted run) or the
+    parquet copy (e.g. a baseline committed as parquet only) is included; a damaged log or
+    files that disagree are an error rather than a silently smaller table (see
+    :meth:`ResultStore.completed`).
     """
     import pandas as pd
 
@@ -165,15 +283,9 @@ def load_results(*run_dirs: str | os.PathLike[str]) -> Any:
         if not path.is_dir():
             raise VlaevalError(f"{path} is not a run directory (expected a folder with {EPISODES_FILE} or {PARQUET_FILE})")
         store = ResultStore(path)
-        if store.path.exists():
-            frames.append(records_frame(store.completed().values()))
-        elif (path / PARQUET_FILE).exists():
-            try:
-                frames.append(pd.read_parquet(path / PARQUET_FILE))
-            except Exception as exc:
-                raise VlaevalError(f"cannot read {path / PARQUET_FILE}: {exc}; re-run or restore the file") from exc
-        else:
+        if not (store.path.exists() or store.parquet.exists()):
             raise VlaevalError(f"{path} holds no results (no {EPISODES_FILE} or {PARQUET_FILE}); is it a vlaeval run directory?")
+        frames.append(records_frame(store.completed().values()))
     if not frames:
         return pd.DataFrame(columns=list(COLUMNS))
     return pd.concat(frames, ignore_index=True)
@@ -182,21 +294,18 @@ def load_results(*run_dirs: str | os.PathLike[str]) -> Any:
 def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST_FILE
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise VlaevalError(f"{path} not found: {run_dir} is not a vlaeval run directory") from None
     except (OSError, ValueError) as exc:
         raise VlaevalError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise VlaevalError(f"cannot read {path}: it holds a JSON {type(manifest).__name__}, not an object")
+    return manifest
 
 
 def write_manifest(run_dir: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
     """Replace the manifest atomically, so a crash never leaves it half-written."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, run_dir / MANIFEST_FILE)
+    text = json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
+    replace_durably(Path(run_dir) / MANIFEST_FILE, lambda out: out.write(text.encode()))
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from vlaeval.durable import write_text
 from vlaeval.errors import VlaevalError
 
 
@@ -28,9 +28,7 @@ def config_text(config: Any) -> str:
 
 def save_config(config: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"trainer": type(config).__name__, "config": config_to_dict(config)}, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"trainer": type(config).__name__, "config": config_to_dict(config)}, indent=2) + "\n")
 
 
 def load_config(cls: type, path: Path) -> Any:

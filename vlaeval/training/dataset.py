@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vlaeval.agents.codec import ActionCodec
+from vlaeval.durable import write_text
 from vlaeval.errors import VlaevalError
 from vlaeval.training.demos import STATS_FILE, demo_path, read_mask
 
@@ -59,9 +60,7 @@ def load_or_compute_stats(data: str | os.PathLike[str], split: str = "train", n_
         if stats.get("split") == split and stats.get("codec", {}).get("n_bins") == n_bins:
             return ActionCodec.from_dict(stats["codec"]), stats
     stats = compute_stats(data, split, n_bins)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stats, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(stats, indent=2) + "\n")
     return ActionCodec.from_dict(stats["codec"]), stats
 
 

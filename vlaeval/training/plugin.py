@@ -78,10 +78,11 @@ def offline_command(agent: str, checkpoint: str, data: str, split: str, max_demo
     import json
     from pathlib import Path
 
+    from vlaeval.durable import write_text
     from vlaeval.training.offline import format_table, offline_eval
 
     report = offline_eval(checkpoint, data, split=split, max_demos=max_demos)
     click.echo(format_table(report))
     path = Path(out) if out else Path(checkpoint) / f"offline-{split}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_text(path, json.dumps(report, indent=2) + "\n")
     click.echo(f"report: {path}")

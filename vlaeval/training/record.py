@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from vlaeval.conventions import AgentSpec
+from vlaeval.durable import write_text
 from vlaeval.envs.suite import EpisodeSpec, episode_seed
 from vlaeval.errors import VlaevalError
 
@@ -332,5 +333,5 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
         shutil.rmtree(tmp, ignore_errors=True)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     cfg = dataclasses.asdict(config)
-    (out_dir / "record.json").write_text(json.dumps({"config": cfg, "summary": summary}, indent=2) + "\n")
+    write_text(out_dir / "record.json", json.dumps({"config": cfg, "summary": summary}, indent=2) + "\n")
     return summary

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
+from vlaeval.durable import write_text
 from vlaeval.errors import VlaevalError
 
 
@@ -250,7 +251,7 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
             echo(f"evaluating the initial policy on {cfg.eval_episodes} {cfg.task} episodes (seed {cfg.eval_seed}) ...")
             before = evaluate_task(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
             before["checkpoint"] = cfg.checkpoint
-            before_file.write_text(json.dumps(before, indent=2) + "\n")
+            write_text(before_file, json.dumps(before, indent=2) + "\n")
         echo(f"before: {before['successes']}/{before['episodes']} = {before['success_rate']:.3f} "
              f"(95% CI {before['ci95'][0]:.3f}-{before['ci95'][1]:.3f})")
 
@@ -308,7 +309,7 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
         after = evaluate_task(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
         after["checkpoint"] = str(last)
         after["paired"] = paired_change(before["per_episode"], after["per_episode"])
-        (run / "eval_after.json").write_text(json.dumps(after, indent=2) + "\n")
+        write_text(run / "eval_after.json", json.dumps(after, indent=2) + "\n")
         writer.add_scalar("eval/success_rate", after["success_rate"], it)
         echo(f"after:  {after['successes']}/{after['episodes']} = {after['success_rate']:.3f} "
              f"(95% CI {after['ci95'][0]:.3f}-{after['ci95'][1]:.3f}); same episodes: {after['paired']['fixed']} fixed, "

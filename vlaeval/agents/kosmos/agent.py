@@ -26,7 +26,14 @@ from vlaeval.agents.codec import ActionCodec
 from vlaeval.agents.kosmos.config import PRESETS, agent_spec, get_preset
 from vlaeval.agents.kosmos.export import CALVIN_FRAME_SIZES
 from vlaeval.agents.kosmos.model import build_model, observation_inputs
-from vlaeval.agents.kosmos.runtime import RUNTIMES, StepRunner, create_runner, require_runtime
+from vlaeval.agents.kosmos.runtime import (
+    RUNTIMES,
+    ModelLoadError,
+    StepRunner,
+    create_runner,
+    exported_frame_sizes,
+    require_runtime,
+)
 from vlaeval.agents.kosmos.text import TextEncoder, load_tokenizer
 from vlaeval.conventions import AgentSpec
 
@@ -56,7 +63,9 @@ class KosmosLSTMAgent(Agent):
 
     The network is deterministic, so :meth:`seed` has nothing to seed.  With ONNX Runtime or
     TensorRT the per-step graph is exported on the first step (about a second for the tiny
-    preset) into a temporary directory removed by :meth:`close`.
+    preset) into a temporary directory removed by :meth:`close`.  An exported checkpoint's graph
+    is loaded at construction instead, so a damaged file fails the agent once, with what to do,
+    rather than the first step of every episode.
     """
 
     spec = agent_spec(PRESETS["kosmos-lstm-tiny"])
@@ -104,6 +113,14 @@ class KosmosLSTMAgent(Agent):
         self._runner: StepRunner | None = None
         self._runner_sizes: dict[str, int] = {}
         self.reset()
+        if exported and runtime != "torch":
+            for sizes in exported_frame_sizes(checkpoint, config.cameras):
+                try:
+                    self._runner_for(sizes)
+                except ModelLoadError as exc:
+                    raise ModelLoadError(
+                        f"{exc}; export the agent again: vlaeval export --agent {checkpoint} --out {checkpoint}"
+                    ) from exc
 
     @property
     def runtime_name(self) -> str | None:

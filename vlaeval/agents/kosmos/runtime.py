@@ -3,7 +3,8 @@
 A runner maps the named step inputs (numpy) to the named step outputs (numpy), so the agent
 never knows which engine ran; the carried feature window is an explicit input and output of
 every runtime.  :func:`create_runner` with ``runtime="auto"`` tries TensorRT, then ONNX Runtime,
-then torch, and logs why each skipped one was skipped.
+then torch, and logs why each skipped one was skipped; a graph on disk that cannot be loaded is
+not skipped but raised (:class:`ModelLoadError`), since falling back would hide a broken export.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from vlaeval.agents.kosmos.export import CALVIN_FRAME_SIZES, build_tensorrt_engine, export_onnx, import_tensorrt
 from vlaeval.agents.kosmos.model import STEP_OUTPUTS, KosmosVLA, step_input_names
+from vlaeval.errors import VlaevalError
 
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "onnx", "tensorrt")
 _AUTO_ORDER = ("tensorrt", "onnx", "torch")
+
+
+class ModelLoadError(VlaevalError):
+    """An exported step graph on disk cannot be loaded (damaged, truncated, not a model)."""
 
 
 class StepRunner(Protocol):
@@ -73,7 +79,11 @@ class OnnxRunner:
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime's load errors (InvalidProtobuf, NoSuchFile, ...) share no public base
+            reason = str(exc).strip().partition("\n")[0]
+            raise ModelLoadError(f"cannot load {onnx_path} ({reason})") from exc
         self._names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -135,6 +145,8 @@ def create_runner(
     for name in candidates[:-1]:
         try:
             runner = _build(name, model, Path(workdir), device, num_threads, frame_sizes, fp16)
+        except ModelLoadError:
+            raise  # the runtime works but the file is broken: the user's to fix, not a reason to fall back
         except Exception as exc:  # noqa: BLE001 - auto mode reports every reason and moves on
             log.info("runtime auto: skipping %s (%s)", name, str(exc).splitlines()[0])
             continue
@@ -158,6 +170,17 @@ def require_runtime(name: str, device: str = "cpu") -> None:
             import onnxruntime  # noqa: F401
         except ImportError as exc:
             raise RuntimeError(f"ONNX Runtime is not importable ({exc}); pip install 'vlaeval[onnx]'") from exc
+
+
+def exported_frame_sizes(workdir: str | os.PathLike[str], cameras: Sequence[str]) -> list[dict[str, int]]:
+    """The camera frame sizes of each step graph in ``workdir``, read from the file names that
+    :func:`create_runner` gives them (``step-200.onnx``, ``step-200-84.onnx``: one size per camera)."""
+    found = []
+    for path in sorted(Path(workdir).glob("step-*.onnx")):
+        sizes = path.stem.split("-")[1:]
+        if len(sizes) == len(cameras) and all(size.isdigit() for size in sizes):
+            found.append(dict(zip(cameras, map(int, sizes))))
+    return found
 
 
 def _build(name: str, model: KosmosVLA, workdir: Path, device: str, num_threads: int | None,

@@ -53,7 +53,7 @@ class RemoteAgentError(RuntimeError):
 
 
 class ServedAgentError(RemoteAgentError):
-    """The served agent raised; the message carries the server-side traceback."""
+    """The served agent raised; the message carries the server-side exception type and message."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,12 @@ request                                                       reply
 ``{"type": "act_batch", "observations", "instructions"}``     ``{"actions", "server_timing"}``
 ============================================================  ===================================
 
-Any failure (agent exception, bad frame, unknown type) is replied as ``{"error": traceback}`` and
-the connection stays usable.  ``GET /healthz`` on the same port returns 200; the socket only
-listens once the agent is built, so 200 means ready.
+Any failure (agent exception, bad frame, unknown type, declared spaces over the limits of
+:func:`~vlaeval.agents.remote.wire.check_spaces`) is replied as ``{"error": "ExceptionType:
+message"}`` and the connection stays usable.  The reply holds the first line of the message with
+directories stripped from paths, never a traceback: anyone who reaches the port reads it, and
+tracebacks map the server's files.  The server logs the whole traceback instead.  ``GET /healthz``
+on the same port returns 200; the socket only listens once the agent is built, so 200 means ready.
 
 Whose state is whose -- decided by what :func:`serve` is given:
 
@@ -29,23 +32,31 @@ Whose state is whose -- decided by what :func:`serve` is given:
   action depends on nothing but the current observation and instruction.  A lone ``act`` is sent
   to ``agent.act``, never to a one-slot ``act_batch``, so batch-slot state is not disturbed.
 * **A class or zero-argument factory gives each connection its own agent**, so per-episode state
-  (history windows, chunk queues, RNGs) is isolated exactly as in-process.  Agents are pooled: a
-  closed connection's agent serves the next one (clients always re-bind, re-seed and reset), so
-  weights load once per concurrent client, not once per connection.  Requests from different
-  connections are not merged; clients batch themselves by sending ``act_batch`` (vector envs),
-  which goes to ``agent.act_batch`` with slot ``i`` = observation ``i``.
+  (history windows, chunk queues, RNGs) is isolated exactly as in-process.  A closed connection's
+  agent is kept for the next one (clients always re-bind, re-seed and reset), so a client that
+  reconnects does not reload weights; beyond ``max_idle`` idle agents, a closed connection's agent
+  is closed (``agent.close()``) and dropped.  Requests from different connections are not merged;
+  clients batch themselves by sending ``act_batch`` (vector envs), which goes to
+  ``agent.act_batch`` with slot ``i`` = observation ``i``.
 
-All agent calls run on one worker thread: models are rarely thread-safe, and the event loop stays
-free to answer health checks and keep-alive pings while the agent computes.
+Clients cannot make the server hold more than ``max_agents`` agents, live and idle together (with
+a shared instance: serve more than ``max_agents`` connections).  A connection beyond that gets an
+error frame saying so instead of the metadata frame, and is closed with code 1013 (try again
+later).
+
+All agent calls, agent construction and ``close()`` run on one worker thread: models are rarely
+thread-safe.  Decoding frames and rebuilding bind spaces run on other threads, so the event loop
+stays free to answer health checks and keep-alive pings while the agent computes or a large frame
+is decoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -55,6 +66,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from vlaeval.agents.base import Agent
@@ -75,6 +87,15 @@ log = logging.getLogger(__name__)
 #: An agent instance (shared by all connections) or a factory (one agent per connection).
 AgentSource = Union[Agent, Callable[[], Agent]]
 
+#: Agents (or, for a shared instance, connections) a server holds at most unless told otherwise:
+#: room for a multi-worker evaluation, while a flood of connections cannot load a model per socket.
+DEFAULT_MAX_AGENTS = 8
+
+#: Directories of absolute POSIX, home-relative and Windows paths in an error message (not URLs).
+_DIRECTORIES = re.compile(r"(?<![\w:/\\.~])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\:]+[/\\])+")
+#: Longest error message sent to a client.
+_MAX_ERROR_CHARS = 300
+
 
 def serve(
     agent: AgentSource,
@@ -83,13 +104,18 @@ def serve(
     *,
     max_batch: int = 8,
     batch_wait_ms: float = 2.0,
+    max_agents: int = DEFAULT_MAX_AGENTS,
+    max_idle: int = 1,
 ) -> None:
     """Serve ``agent`` until interrupted (Ctrl-C).
 
     The default host is loopback: exposing a policy to the network is a deliberate choice
-    (``host="0.0.0.0"``), since the protocol has no authentication.
+    (``host="0.0.0.0"``), since the protocol has no authentication.  ``max_agents`` and
+    ``max_idle`` bound the agents held (see the module docstring).
     """
-    server = _AgentServer(agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+    server = _AgentServer(
+        agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_agents=max_agents, max_idle=max_idle
+    )
 
     def announce(bound: int) -> None:
         log.info("serving %s on ws://%s:%d (health: http://%s:%d/healthz)", server.name, host, bound, host, bound)
@@ -136,6 +162,8 @@ def start_server_in_thread(
     *,
     max_batch: int = 8,
     batch_wait_ms: float = 2.0,
+    max_agents: int = DEFAULT_MAX_AGENTS,
+    max_idle: int = 1,
     startup_timeout_s: float = 30.0,
 ) -> ServerThread:
     """Start a server on a daemon thread and return once it listens (``port=0`` picks a free port).
@@ -149,7 +177,9 @@ def start_server_in_thread(
     async def main() -> None:
         outcome["loop"] = asyncio.get_running_loop()
         outcome["stop"] = stop = asyncio.Event()
-        server = _AgentServer(agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+        server = _AgentServer(
+            agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_agents=max_agents, max_idle=max_idle
+        )
 
         def listening(bound: int) -> None:
             outcome["port"] = bound
@@ -174,12 +204,20 @@ def start_server_in_thread(
     return ServerThread(host, outcome["port"], thread, outcome["loop"], outcome["stop"])
 
 
+class _AtCapacity(Exception):
+    """A new connection would need more agents (or connections) than ``max_agents`` allows."""
+
+
 class _AgentServer:
     """Owns the agent(s), the worker thread and the batcher; one per listening socket."""
 
-    def __init__(self, source: AgentSource, *, max_batch: int, batch_wait_ms: float) -> None:
+    def __init__(
+        self, source: AgentSource, *, max_batch: int, batch_wait_ms: float, max_agents: int, max_idle: int
+    ) -> None:
         if max_batch < 1 or batch_wait_ms < 0:
             raise ValueError(f"need max_batch >= 1 and batch_wait_ms >= 0, got {max_batch}, {batch_wait_ms}")
+        if not 1 <= max_idle <= max_agents:
+            raise ValueError(f"need 1 <= max_idle <= max_agents, got max_idle={max_idle}, max_agents={max_agents}")
         self._factory: Callable[[], Agent] | None = source if _is_factory(source) else None
         # Build one agent now: it must exist before the socket listens (health 200 = ready) and
         # it tells the handshake which spec is served.
@@ -189,7 +227,12 @@ class _AgentServer:
             raise ValueError(f"{type(first).__name__} reads the simulator (privileged) and cannot be served remotely")
         self.name: str = getattr(first, "name", type(first).__name__)
         self._shared: Agent | None = None if self._factory else first
+        self._max_agents, self._max_idle = max_agents, max_idle
+        # Factory agents: every one built and not yet closed (live and idle), the idle ones, and
+        # how many are being built; the first three together never exceed max_agents.
+        self._held: list[Agent] = [first] if self._factory else []
         self._idle: list[Agent] = [first] if self._factory else []
+        self._building = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlaeval-agent")
         self._connections = 0
         self._batcher = _ActBatcher(self, self._shared, max_batch, batch_wait_ms / 1e3) if self._shared else None
@@ -229,9 +272,8 @@ class _AgentServer:
             if batching:
                 batching.cancel()
             self._executor.shutdown(wait=True)
-            for agent in [self._shared, *self._idle]:
-                if agent is not None:
-                    agent.close()
+            for agent in [self._shared] if self._shared is not None else self._held:
+                _close(agent)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
         """Run ``fn`` on the agent thread; returns its result and its own duration in ms."""
@@ -246,8 +288,13 @@ class _AgentServer:
     async def _handle(self, connection: ServerConnection) -> None:
         try:
             agent = await self._checkout()
-        except Exception:  # e.g. no memory for another copy: tell the client instead of dropping it
-            await connection.send(packb({"error": traceback.format_exc()}))
+        except _AtCapacity as exc:
+            log.warning("refused a connection from %s: %s", connection.remote_address, exc)
+            await _refuse(connection, str(exc), CloseCode.TRY_AGAIN_LATER, f"at capacity (--max-agents {self._max_agents})")
+            return
+        except Exception as exc:  # e.g. no memory for another copy: tell the client instead of dropping it
+            log.error("could not build an agent for a connection from %s", connection.remote_address, exc_info=exc)
+            await _refuse(connection, _client_error(exc), CloseCode.INTERNAL_ERROR, "could not build an agent")
             return
         self._connections += 1
         if self._shared is not None and self._connections == 2:
@@ -264,23 +311,52 @@ class _AgentServer:
             pass  # the client went away; nothing left to answer
         finally:
             self._connections -= 1
-            if self._factory:
-                self._idle.append(agent)
+            await self._checkin(agent)
 
     async def _checkout(self) -> Agent:
+        """The agent for a new connection: the shared one, an idle one, or a new one within ``max_agents``."""
         if self._shared is not None:
+            if self._connections >= self._max_agents:
+                raise _AtCapacity(
+                    f"server at capacity: {self._connections} connections are open, the most it serves "
+                    f"(--max-agents {self._max_agents}); close a client or serve with a larger --max-agents"
+                )
             return self._shared
         if self._idle:
             return self._idle.pop()
-        agent, _ = await self.call(self._factory)
+        if len(self._held) + self._building >= self._max_agents:
+            raise _AtCapacity(
+                f"server at capacity: open connections hold every agent it may build (--max-agents "
+                f"{self._max_agents}); close a client or serve with a larger --max-agents"
+            )
+        self._building += 1
+        try:
+            agent, _ = await self.call(self._factory)
+        finally:
+            self._building -= 1
+        self._held.append(agent)
         return agent
+
+    async def _checkin(self, agent: Agent) -> None:
+        """Keep a closed connection's agent for the next one, or close it when enough are idle."""
+        if self._shared is not None:
+            return
+        if len(self._idle) < self._max_idle:
+            self._idle.append(agent)
+            return
+        try:
+            await self.call(_close, agent)
+        finally:
+            self._held.remove(agent)  # only now: until close() returns, its memory is still held
 
     async def _reply(self, agent: Agent, frame: bytes | str) -> bytes:
         received = time.perf_counter()
+        kind = None
         try:
             if isinstance(frame, str):
                 raise WireError("text frame received; send msgpack-encoded binary frames")
-            message = unpackb(frame)
+            # Off the event loop: a frame of up to MAX_MESSAGE_BYTES takes a while to decode.
+            message = await asyncio.to_thread(unpackb, frame)
             kind = message.get("type") if isinstance(message, dict) else None
             if kind not in _REQUESTS:
                 raise WireError(f"unknown request type {kind!r}; expected one of {', '.join(_REQUESTS)}")
@@ -288,11 +364,16 @@ class _AgentServer:
             if "server_timing" in reply:
                 reply["server_timing"]["total_ms"] = (time.perf_counter() - received) * 1e3
             return packb(reply)
-        except Exception:
-            return packb({"error": traceback.format_exc()})
+        except WireError as exc:  # the client's mistake: no server internals to log
+            log.warning("%s: bad %s request: %s", self.name, kind or "unknown", exc)
+            return packb({"error": _client_error(exc)})
+        except Exception as exc:
+            log.error("%s failed on %s", self.name, kind, exc_info=exc)
+            return packb({"error": _client_error(exc)})
 
     async def _on_bind(self, agent: Agent, message: dict) -> dict:
-        await self.call(agent.bind, decode_context(message))
+        context = await asyncio.to_thread(decode_context, message)  # checks, then builds, the declared spaces
+        await self.call(agent.bind, context)
         return {"ok": True}
 
     async def _on_seed(self, agent: Agent, message: dict) -> dict:
@@ -324,6 +405,33 @@ _REQUESTS = ("bind", "seed", "reset", "act", "act_batch")
 def _is_factory(source: AgentSource) -> bool:
     # Agents need not subclass Agent, so "has an act method and is not a class" marks an instance.
     return isinstance(source, type) or not hasattr(source, "act")
+
+
+def _client_error(exc: BaseException) -> str:
+    """What a client is told about ``exc``: its type and the first line of its message, without
+    directories, since anyone who reaches the port reads it and paths map the server's disk."""
+    lines = str(exc).strip().splitlines()
+    message = _DIRECTORIES.sub("", lines[0])[:_MAX_ERROR_CHARS] if lines else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+async def _refuse(connection: ServerConnection, error: str, code: CloseCode, reason: str) -> None:
+    """Answer the handshake with an error frame instead of metadata, then close."""
+    try:
+        await connection.send(packb({"error": error}))
+        await connection.close(code, reason)
+    except ConnectionClosed:
+        pass  # the client did not wait for the answer
+
+
+def _close(agent: Agent) -> None:
+    """Free ``agent`` if it can be freed; a failure is logged, since the server carries on."""
+    close = getattr(agent, "close", None)  # optional for duck-typed agents
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.exception("closing %s failed", type(agent).__name__)
 
 
 def _health(connection: ServerConnection, request: Request) -> Response | None:

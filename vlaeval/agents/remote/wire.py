@@ -11,11 +11,17 @@ Decoding only ever builds arrays from raw bytes and a dtype *string*.  Object an
 refused because they are how pickled Python objects or records holding them get in; complex dtypes
 are refused as openpi does (msgpack has no complex scalar, so peers disagree on them).  Nothing
 received is executed or unpickled.
+
+Sizes are checked before anything is built from them: a frame is at most
+:data:`MAX_MESSAGE_BYTES`, and the gymnasium spaces a ``bind`` declares are measured from their
+declared shapes (:func:`check_spaces`) before :func:`decode_context` materialises them, because
+a Box's bounds are allocated at its declared shape however few bytes declared it.
 """
 
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from importlib import metadata
@@ -34,6 +40,20 @@ PROTOCOL_VERSION = 1
 #: Largest frame either side accepts: a batch of several camera images with headroom, while a
 #: runaway peer still cannot exhaust memory.
 MAX_MESSAGE_BYTES = 256 * 2**20
+
+#: Most bytes the Box spaces declared in one ``bind`` may describe: elements of each declared shape
+#: times the dtype's size, summed over the action and observation spaces.  gymnasium allocates
+#: ``low``, ``high`` and two masks at that many elements, so a bind can make the server allocate a
+#: small multiple of this, not gigabytes; four 1080p RGB cameras (25 MiB) still fit.
+MAX_SPACE_BYTES = 32 * 2**20
+
+#: Deepest nesting of Dict spaces, and most spaces of any kind, in one ``bind``: real observation
+#: spaces are a Dict of a few cameras and state vectors, sometimes grouped one level deeper.
+MAX_SPACE_DEPTH = 8
+MAX_SPACES = 1024
+
+#: Most dimensions of a declared Box (numpy's own limit is 64).
+_MAX_DIMS = 32
 
 _REJECTED_KINDS = {"O": "object", "V": "void", "c": "complex"}
 
@@ -142,17 +162,72 @@ def encode_space(space: Any) -> dict[str, Any] | None:
     return None
 
 
-def decode_space(data: Mapping[str, Any] | None) -> spaces.Space | None:
+def check_spaces(*encoded: Any) -> None:
+    """Refuse encoded spaces that are malformed or too large, judging only their declarations.
+
+    Nothing is allocated, so a 154-byte frame declaring a (100000, 100000) Box costs microseconds
+    instead of 40 GB; the limits (:data:`MAX_SPACE_BYTES`, :data:`MAX_SPACE_DEPTH`,
+    :data:`MAX_SPACES`) apply to all of ``encoded`` together, as they arrive in one message.
+    """
+    tally = _SpaceTally()
+    for data in encoded:
+        if data is not None:
+            tally.add(data, depth=1)
+    if tally.nbytes > MAX_SPACE_BYTES:
+        raise WireError(
+            f"the declared spaces describe {tally.nbytes} bytes of Box bounds, over the limit of "
+            f"{MAX_SPACE_BYTES} bytes ({MAX_SPACE_BYTES >> 20} MiB)"
+        )
+
+
+class _SpaceTally:
+    """Walks encoded spaces, counting them and the bytes their Boxes would take."""
+
+    def __init__(self) -> None:
+        self.spaces = 0
+        self.nbytes = 0
+
+    def add(self, data: Any, depth: int) -> None:
+        self.spaces += 1
+        if self.spaces > MAX_SPACES:
+            raise WireError(f"more than {MAX_SPACES} spaces declared")
+        if depth > MAX_SPACE_DEPTH:
+            raise WireError(f"the declared spaces nest deeper than {MAX_SPACE_DEPTH} levels")
+        if not isinstance(data, Mapping):
+            raise WireError(f"a space must be a map, not {type(data).__name__}")
+        kind = data.get("space")
+        if kind == "Box":
+            shape = data.get("shape")
+            if not (isinstance(shape, (list, tuple)) and len(shape) <= _MAX_DIMS
+                    and all(type(n) is int and n >= 0 for n in shape)):
+                raise WireError(f"Box shape must be a list of at most {_MAX_DIMS} non-negative ints, got {reprlib.repr(shape)}")
+            dtype = _dtype(data.get("dtype"))
+            if dtype.kind not in "biuf":
+                raise WireError(f"Box dtype must be bool, integer or float, not {dtype}")
+            self.nbytes += math.prod(shape) * dtype.itemsize
+        elif kind == "Discrete":
+            if not (type(data.get("n")) is int and type(data.get("start")) is int):
+                raise WireError("Discrete space needs int n and start")
+        elif kind == "Dict":
+            subspaces = data.get("spaces")
+            if not isinstance(subspaces, Mapping):
+                raise WireError("Dict space needs a map of subspaces")
+            for sub in subspaces.values():
+                self.add(sub, depth + 1)
+        else:
+            raise WireError(f"unknown space kind {reprlib.repr(kind)}")
+
+
+def _build_space(data: Mapping[str, Any] | None) -> spaces.Space | None:
+    """The space :func:`encode_space` sent; only for data :func:`check_spaces` accepted."""
     if data is None:
         return None
-    kind = data.get("space")
+    kind = data["space"]
     if kind == "Box":
         return spaces.Box(low=data["low"], high=data["high"], shape=tuple(data["shape"]), dtype=_dtype(data["dtype"]))
     if kind == "Discrete":
         return spaces.Discrete(data["n"], start=data["start"])
-    if kind == "Dict":
-        return spaces.Dict({key: decode_space(sub) for key, sub in data["spaces"].items()})
-    raise WireError(f"unknown space kind {kind!r}")
+    return spaces.Dict({key: _build_space(sub) for key, sub in data["spaces"].items()})
 
 
 def encode_context(context: AgentContext) -> dict[str, Any]:
@@ -171,10 +246,13 @@ def encode_context(context: AgentContext) -> dict[str, Any]:
 
 
 def decode_context(message: Mapping[str, Any]) -> AgentContext:
+    """Rebuild a bind context; its spaces are checked together before either is built."""
+    action_space, observation_space = message.get("action_space"), message.get("observation_space")
+    check_spaces(action_space, observation_space)
     return AgentContext(
         suite=message["suite"],
         setting=message["setting"],
         action_type=message["action_type"],
-        action_space=decode_space(message.get("action_space")),
-        observation_space=decode_space(message.get("observation_space")),
+        action_space=_build_space(action_space),
+        observation_space=_build_space(observation_space),
     )

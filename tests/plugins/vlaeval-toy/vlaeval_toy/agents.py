@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +16,9 @@ class Solver(Agent):
 
     spec = AgentSpec(action_type="relative_ee", observation_keys=("state",))
 
-    def __init__(self, skill: float = 1.0) -> None:
+    def __init__(self, skill: float = 1.0, checkpoint: str | None = None) -> None:
+        if checkpoint is not None:  # written by `vlaeval train toy`
+            skill = json.loads((Path(checkpoint) / "toy.json").read_text())["skill"]
         self.skill = skill
         self.rng = np.random.default_rng(0)
         self.resets = 0

@@ -1,0 +1,1 @@
+"""A third-party distribution whose vlaeval plugins are all broken, one way per entry point."""

@@ -80,14 +80,13 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say which tests the marker expression left out and how to run them (pytest only counts them)."""
+    """Say which tests the selection left out and how to run them (pytest only counts them)."""
     if not _deselected:
         return
     counts = ", ".join(f"{n} marked {m}" if m != "unmarked" else f"{n} by -k" for m, n in sorted(_deselected.items()))
-    terminalreporter.write_line(
-        f"deselected: {counts} (-m {config.option.markexpr!r}); run the slow ones with `bash scripts/test.sh -m slow` "
-        f"(minutes each), the gpu ones with `bash scripts/test.sh -m gpu` on a machine with an NVIDIA GPU"
-    )
+    how = [f"`bash scripts/test.sh -m {m}`" + (" (minutes each)" if m == "slow" else " (needs an NVIDIA GPU)")
+           for m in ("slow", "gpu") if any(m in key.split("/") for key in _deselected)]
+    terminalreporter.write_line(f"deselected: {counts}" + (f"; run them with {' or '.join(how)}" if how else ""))
 
 
 @pytest.fixture

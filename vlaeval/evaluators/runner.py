@@ -478,7 +478,10 @@ def _preflight(instance: Any, config: RunConfig, spec: SuiteSpec) -> None:
     """Fail before a run directory exists when the agent is unknown or its conventions do not fit.
 
     Workers build their own agents; here only the class-level spec of a registered agent (or the
-    instance's) is checked, so a large model is never loaded just to be thrown away.
+    instance's) is checked, so a large model is never loaded just to be thrown away.  A registered
+    target may also offer ``preflight(options)``, a cheap check of what construction would need
+    (``kosmos-lstm``: the pretrained weights in the local cache), run here so that a missing file
+    fails in a fraction of a second instead of after a worker has started and imported torch.
     """
     from vlaeval.plugins.manager import registries
 
@@ -487,9 +490,13 @@ def _preflight(instance: Any, config: RunConfig, spec: SuiteSpec) -> None:
         return
     agents = registries().agent
     if config.agent in agents:
-        declared = getattr(agents.get(config.agent).load(), "spec", None)
+        target = agents.get(config.agent).load()
+        declared = getattr(target, "spec", None)
         if isinstance(declared, AgentSpec):  # not a per-instance property
             _negotiate(declared, config, spec)
+        preflight = getattr(target, "preflight", None)
+        if callable(preflight):
+            preflight(dict(config.agent_options))
     elif ":" not in config.agent and not Path(config.agent).exists():  # no name, URI, module:attr or path: a typo
         agents.get(config.agent)  # raises the did-you-mean error before a worker is spawned
 

@@ -28,18 +28,23 @@ def __getattr__(name: str) -> Any:
 
 
 def kosmos_lstm(**options: Any) -> KosmosLSTMAgent:
-    """The ``kosmos-lstm`` agent: Kosmos-2 (``microsoft/kosmos-2-patch14-224``) + LSTM head.
+    """The ``kosmos-lstm`` agent: Kosmos-2 (``microsoft/kosmos-2-patch14-224``) + LSTM head."""
+    _require_backbone(options)
+    from vlaeval.agents.kosmos.agent import KosmosLSTMAgent
 
-    Without a checkpoint the backbone comes from the hub cache, so that is probed first; a
-    checkpoint holds the whole network and needs only the tokenizer, which the agent loads itself.
-    """
+    return KosmosLSTMAgent(preset="kosmos-lstm", **options)
+
+
+def _require_backbone(options: dict[str, Any]) -> None:
+    """Without a checkpoint the backbone comes from the hub cache, so that is probed first; a
+    checkpoint holds the whole network and needs only the tokenizer, which the agent loads itself."""
     if options.get("checkpoint") is None and options.get("local_files_only", True):
         from vlaeval.agents.kosmos.hub import require_weights
 
         require_weights(KOSMOS2_HUB_ID)
-    from vlaeval.agents.kosmos.agent import KosmosLSTMAgent
 
-    return KosmosLSTMAgent(preset="kosmos-lstm", **options)
+
+kosmos_lstm.preflight = _require_backbone  # type: ignore[attr-defined]  # the runner's cheap check before a worker starts
 
 
 def kosmos_lstm_tiny(**options: Any) -> KosmosLSTMAgent:

@@ -74,3 +74,7 @@ if ! $installed; then
   printf '%s\n%s\n' "$want_hash" "$all_extras" > "$stamp"
 fi
 echo "setup: ready ($("$venv/bin/vlaeval" --version), extras: ${all_extras:-none}$($installed && echo '; already installed, nothing to do')) in $venv"
+# Can this machine run each installed suite as the reference machine did? Checked after an install
+# (it takes ~30 s: each suite renders a few frames); `vlaeval doctor` checks again at any time.
+# Warnings leave the exit status 0; a fail stops here.
+$installed || "$venv/bin/vlaeval" doctor

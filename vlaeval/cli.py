@@ -189,16 +189,36 @@ def report(run_dirs: tuple[str, ...], fmt: str, out: str | None, real: str | Non
 @click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True,
               help="Multiple-comparison correction across metrics.")
 @click.option("--allow-incomplete", is_flag=True, help="Gate on an unfinished run or baseline instead of failing.")
-def gate(run_dir: str, baseline: str, alpha: float, correction: str, allow_incomplete: bool) -> None:
+@click.option("--paired", is_flag=True, help="Runs on identical episodes: paired one-sided tests (more power per episode).")
+def gate(run_dir: str, baseline: str, alpha: float, correction: str, allow_incomplete: bool, paired: bool) -> None:
     """Exit 1 when RUN_DIR is significantly worse than the baseline on any metric, or either is incomplete."""
     from vlaeval.results.gate import run_gate
 
-    result = run_gate(run_dir, baseline, alpha=alpha, correction=correction, allow_incomplete=allow_incomplete)
+    result = run_gate(run_dir, baseline, alpha=alpha, correction=correction, allow_incomplete=allow_incomplete, paired=paired)
     click.echo(result.table())
     for note in result.notes:
         click.echo(f"note: {note}")
     click.echo(result.verdict())
     sys.exit(0 if result.passed else 1)
+
+
+@cli.command()
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "html"]), default="table", show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of printing (html: compare.html by default).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Level of the verdict line (two-sided, Holm-adjusted).")
+def compare(run_a: str, run_b: str, fmt: str, out: str | None, alpha: float) -> None:
+    """Run B against run A on identical episodes: paired differences B - A with 95% intervals and exact tests."""
+    from vlaeval.results.compare import compare_runs, render
+
+    text = render(compare_runs(run_a, run_b, alpha=alpha), fmt)
+    if out is None and fmt != "html":
+        click.echo(text, nl=False)
+        return
+    path = Path(out or "compare.html")
+    path.write_text(text)
+    click.echo(f"wrote {path}")
 
 
 @cli.command()

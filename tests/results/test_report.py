@@ -98,3 +98,16 @@ def test_report_real_adds_pearson_and_mmrv_against_real_rates(tmp_path: Path, ca
     # MMRV: a and c disagree,
     # real gap 0.3 for both of them, b agrees with both: (0.3 + 0 + 0.3) / 3 = 0.2
     assert (task, agents, pearson, mmrv) == ("reach_left", "3", "0.569", "0.2")
+
+
+def test_json_report_writes_undefined_numbers_as_null_not_bare_nan(chained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``json.dumps`` writes float NaN as the bare token ``NaN`` (not JSON) and never calls ``default`` for it."""
+    from vlaeval.results import formats
+    from vlaeval.results.report import Report
+
+    report = build_report([chained_run])
+    payload = report.to_dict()
+    monkeypatch.setattr(Report, "to_dict", lambda self: {**payload, "undefined": [float("nan"), {"x": float("inf")}]})
+    text = formats.json_format(report)
+    parsed = json.loads(text, parse_constant=lambda token: pytest.fail(f"non-JSON token {token}"))
+    assert parsed["undefined"] == [None, {"x": None}]

@@ -32,7 +32,7 @@ def csv(report: Report, out: Path | None = None) -> str:
 
 def json_format(report: Report, out: Path | None = None) -> str:
     """The aggregate metrics with their intervals, machine-readable."""
-    return _emit(json.dumps(report.to_dict(), indent=2, default=_nan_to_none) + "\n", out)
+    return _emit(json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n", out)
 
 
 def _sections(report: Report, render: Any, heading: str = "", quote: str = "") -> str:
@@ -50,7 +50,13 @@ def _emit(text: str, out: Path | None) -> str:
     return text
 
 
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+def _finite(obj: Any) -> Any:
+    """NaN and infinities as ``null``: ``json.dumps`` would write the bare tokens ``NaN``/``Infinity``,
+    which are not JSON (its ``default`` hook is never called for floats)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

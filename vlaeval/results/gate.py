@@ -5,6 +5,13 @@ Every metric both runs have (same suite, setting, task) is tested one-sided for 
 tasks some p-values are small by chance, so p-values are Holm-adjusted across the comparisons by
 default; the gate fails when any adjusted p-value is below ``alpha``.
 
+With ``paired`` (runs on identical episodes: same suite version, setting, episode indices and
+seeds, e.g. a CI run against a committed baseline of the same protocol) the metrics that
+:mod:`vlaeval.results.compare` pairs are tested one-sided on the paired units instead (exact
+McNemar for rates, exact sign-flip for average chain length), which removes the variance
+between episodes and detects a smaller drop with the same number of episodes; metrics it does
+not pair (plugin metrics) keep the unpaired test, and the table says which test each row used.
+
 It also fails when the run or the baseline is incomplete (interrupted, failed, or killed while
 running): 42 chains of a planned 300 can pass a test that the full run would fail, and a CI job
 whose evaluation died half-way must not go green.  ``allow_incomplete`` compares what there is.
@@ -35,6 +42,7 @@ class Comparison:
     p_value: float
     p_adjusted: float
     regressed: bool
+    test: str = "unpaired"
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class GateResult:
     notes: tuple[str, ...]
     incomplete: tuple[str, ...] = ()  # one line per incomplete run or baseline
     allow_incomplete: bool = False
+    paired: bool = False
 
     @property
     def passed(self) -> bool:
@@ -65,6 +74,7 @@ class GateResult:
                     "p(worse)": f"{c.p_value:.4f}",
                     "p adj.": f"{c.p_adjusted:.4f}",
                     "verdict": "WORSE" if c.regressed else "ok",
+                    **({"test": c.test} if self.paired else {}),
                 }
                 for c in self.comparisons
             ]
@@ -73,7 +83,8 @@ class GateResult:
 
     def verdict(self) -> str:
         worse = [c for c in self.comparisons if c.regressed]
-        how = f"alpha={self.alpha:g}, {'Holm-adjusted' if self.correction == 'holm' else 'unadjusted'} one-sided tests"
+        how = (f"alpha={self.alpha:g}, {'Holm-adjusted' if self.correction == 'holm' else 'unadjusted'} one-sided "
+               f"{'paired ' if self.paired else ''}tests")
         reasons = []
         if self.incomplete and not self.allow_incomplete:
             reasons.append(f"{'; '.join(self.incomplete)}; or pass --allow-incomplete to gate on the episodes there are")
@@ -86,7 +97,7 @@ class GateResult:
 
 
 def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], *, alpha: float = 0.05, correction: str = "holm",
-             allow_incomplete: bool = False) -> GateResult:
+             allow_incomplete: bool = False, paired: bool = False) -> GateResult:
     """Compare a run with a baseline run directory (e.g. one committed under ``results/``)."""
     if not 0 < alpha < 1:
         raise VlaevalError(f"--alpha must be between 0 and 1, not {alpha}")
@@ -101,13 +112,29 @@ def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], 
     notes = tuple(f"only in baseline: {k[3]}[{k[2]}] ({k[1]})" for k in base if k not in cur) + (incomplete if allow_incomplete else ())
     if not common:
         raise VlaevalError("the run and the baseline share no metric (different suites or settings?); nothing to gate")
-    p_values = [worse_p_value(cur[k].sample, base[k].sample, higher_is_better=base[k].higher_is_better) for k in common]
+    paired_p = _paired_p_values(run_dir, baseline) if paired else {}
+    tests = [paired_p[k] if k in paired_p else ("unpaired", worse_p_value(cur[k].sample, base[k].sample,
+                                                                          higher_is_better=base[k].higher_is_better))
+             for k in common]
+    p_values = [p for _, p in tests]
     adjusted = holm_adjust(p_values) if correction == "holm" else p_values
     comparisons = tuple(
-        Comparison(k[0], k[1], k[2], k[3], base[k].estimate, cur[k].estimate, isinstance(base[k].sample, Proportion), p, q, q < alpha)
-        for k, p, q in zip(common, p_values, adjusted)
+        Comparison(k[0], k[1], k[2], k[3], base[k].estimate, cur[k].estimate, isinstance(base[k].sample, Proportion), p, q, q < alpha,
+                   test)
+        for k, (test, p), q in zip(common, tests, adjusted)
     )
-    return GateResult(comparisons, alpha, correction, notes, incomplete, allow_incomplete)
+    return GateResult(comparisons, alpha, correction, notes, incomplete, allow_incomplete, paired)
+
+
+def _paired_p_values(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str]) -> dict[tuple[str, str, str, str], tuple[str, float]]:
+    """One-sided "run worse than baseline" p-values of every metric :mod:`compare` pairs, by metric key."""
+    from vlaeval.results.compare import compare_runs
+
+    try:
+        result = compare_runs(baseline, run_dir)
+    except VlaevalError as exc:
+        raise VlaevalError(f"--paired needs the run and the baseline on identical episodes: {exc}") from None
+    return {(d.suite, d.setting, d.task, d.metric): (f"paired {d.test}", d.p_worse) for d in result.differences}
 
 
 def _check_versions(base: dict[Any, MetricResult], cur: dict[Any, MetricResult]) -> None:

@@ -7,7 +7,9 @@ the static camera rasterises its never-moving geometry only once (:class:`Static
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -44,6 +46,22 @@ GRIPPER = CameraSpec(fov=75.0, near=0.01, far=2.0)
 STATIC_EYE = (2.871459009488717, -2.166602199425597, 2.555159848480571)
 STATIC_TARGET = (-0.026242351159453392, -0.0302329882979393, 0.3920000493526459)
 STATIC_UP = (0.4041403970338857, 0.22629790978217404, 0.8862616969685161)
+
+
+def renderer_info() -> dict[str, str]:
+    """What draws these cameras, for render fingerprints and ``vlaeval doctor``.
+
+    TinyRenderer is pybullet's own CPU rasteriser: the frames depend on the pybullet build and the
+    CPU architecture (its float code), never on a GPU, an OpenGL/EGL driver or a display, so those
+    are what a fingerprint records.
+    """
+    return {
+        "renderer": "pybullet TinyRenderer",
+        "driver": "software (CPU), no OpenGL/EGL",
+        "device": platform.machine(),
+        "pybullet": metadata.version("pybullet"),
+        "pybullet_api": str(pb.getAPIVersion()),
+    }
 
 
 def static_view() -> list[float]:

@@ -236,7 +236,7 @@ def test_kosmos_reset_slot_restarts_one_slot_of_the_batch() -> None:
 def test_a_suite_that_offers_its_own_batched_pool_gets_it(tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner asks the suite first (simpler on the GPU: one batched simulator) and falls back
     to its own pools when the suite answers None."""
-    from vlaeval.evaluators.envpool import SyncEnvPool
+    from vlaeval.envs.pool import SyncEnvPool
     from vlaeval_toy.agents import BatchSolver
     from vlaeval_toy.suite import ToyChainSuite
 

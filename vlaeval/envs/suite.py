@@ -153,7 +153,7 @@ class Suite:
 
     def batched_pool(self, setting: str, agent: AgentSpec, action_type: str, size: int, env_mode: str) -> Any:
         """A pool of ``size`` slots simulated together in one batched simulator (GPU sims), with
-        the interface of :class:`~vlaeval.evaluators.envpool.SyncEnvPool`, or None, in which case
+        the interface of :class:`~vlaeval.envs.pool.SyncEnvPool`, or None, in which case
         the runner steps ``size`` single environments (``env_mode`` decides in- or out-of-process)."""
         return None
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from vlaeval.envs.simpler.report import annotate, task_table
+from vlaeval.envs.simpler.report import task_table
 from vlaeval.envs.simpler.spec import variants_for
-from vlaeval.envs.simpler.suite import SimplerSuite
+from vlaeval.envs.simpler.suite import SimplerSuite, annotate
 
 
 def test_variant_aggregation_is_mean_over_variants():

@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation
 
 from vlaeval.agents.base import Agent, AgentContext
 from vlaeval.conventions import AgentSpec
+from vlaeval.envs.simpler.catalogue import HANDLE_X, HANDLE_Z
 
 OPEN, CLOSE = 1.0, -1.0
 SAFE_Z = 0.26
@@ -169,8 +170,6 @@ class SimplerExpert(Agent):
         ]
 
     def _open_drawer(self) -> list[Waypoint]:
-        from vlaeval.envs.simpler.env import HANDLE_X, HANDLE_Z
-
         cab = self.scene.cabinet.pose.p[0].cpu().numpy()
         gap_x = cab[0] + (HANDLE_X + 0.0075 + (-0.16)) / 2  # between the bar and the front panel
         y = cab[1]

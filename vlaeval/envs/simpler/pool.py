@@ -1,8 +1,8 @@
-"""Many ``simpler`` environments as one batched ManiSkill env, behind the evaluator's pool interface.
+"""Many ``simpler`` environments as one batched ManiSkill env, behind the pool interface.
 
-:class:`~vlaeval.evaluators.envpool.SyncEnvPool` and ``AsyncEnvPool`` hold one simulator per
+:class:`~vlaeval.envs.pool.SyncEnvPool` and ``AsyncEnvPool`` hold one simulator per
 slot.  On the GPU backend ManiSkill simulates and renders ``num_envs`` sub-environments in one
-call, so here a slot is a sub-environment of one :class:`~vlaeval.envs.simpler.env.SimplerBatch`:
+call, so here a slot is a sub-environment of one :class:`~vlaeval.envs.simpler.batch.SimplerBatch`:
 ``step`` is one batched control step, ``reset`` a partial reset of the slots whose episodes
 start.  The per-episode rules are the batch's, the same code :class:`SimplerEnv` runs, so a slot
 scores an episode exactly as a single env does.
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from vlaeval.evaluators.envpool import Outcome, describe
+from vlaeval.envs.pool import Outcome, describe
+from vlaeval.envs.simpler.options import scene_episode_options
 
 
 def wants_batched_pool(sim_backend: str, size: int, env_mode: str, privileged: bool) -> bool:
@@ -31,14 +32,14 @@ class SimplerBatchPool:
 
     Args:
         size: number of slots.
-        env_kwargs: :class:`~vlaeval.envs.simpler.env.SimplerBatch` keyword arguments (render,
+        env_kwargs: :class:`~vlaeval.envs.simpler.batch.SimplerBatch` keyword arguments (render,
             overlay, image_size, success_at, sim_backend, ...), as the suite gives a single env.
     """
 
     kind = "gpu-batched"
 
     def __init__(self, size: int, **env_kwargs: Any) -> None:
-        from vlaeval.envs.simpler.env import SimplerBatch
+        from vlaeval.envs.simpler.batch import SimplerBatch
 
         self.batch = SimplerBatch(size, **env_kwargs)
         self.action_space = self.batch.action_space
@@ -52,8 +53,6 @@ class SimplerBatchPool:
         return None  # slots are sub-environments of one scene: privileged agents get one env per slot
 
     def reset(self, requests: Mapping[int, tuple[int, Mapping[str, Any]]]) -> dict[int, Outcome]:
-        from vlaeval.envs.simpler.env import scene_episode_options
-
         out: dict[int, Outcome] = {}
         valid = {}
         for slot, (seed, options) in requests.items():

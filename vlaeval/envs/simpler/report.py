@@ -3,11 +3,10 @@ sim-vs-real comparison (Pearson, MMRV).  No simulator import.
 
     python -m vlaeval.envs.simpler.report RUN_DIR [RUN_DIR ...] [--real REAL.csv]
 
-Runs store tidy rows (task, episode index, success, ...).  The variant of an episode follows from
-its index in the suite's fixed episode list for the run's setting, so it is joined here rather than
-stored.  Variant aggregation = per task, the mean over variants of each variant's success rate
-(SimplerEnv's ``calc_metrics_evaluation_videos.py``); each axis row is the mean over that axis's
-non-base variants.
+Runs store tidy rows (task, episode index, success, ...); the suite joins each episode's variant
+(:func:`~vlaeval.envs.simpler.suite.annotate`).  Variant aggregation = per task, the mean over
+variants of each variant's success rate (SimplerEnv's ``calc_metrics_evaluation_videos.py``);
+each axis row is the mean over that axis's non-base variants.
 """
 
 from __future__ import annotations
@@ -16,25 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vlaeval.envs.simpler.suite import SimplerSuite
-
-
-def annotate(rows: Any) -> Any:
-    """Add ``variant``, ``axis`` and ``layout_index`` columns to a DataFrame of simpler rows."""
-    import pandas as pd
-
-    frames = []
-    for setting, group in rows.groupby("setting"):
-        episodes = SimplerSuite().episodes(setting, 0)
-        info = pd.DataFrame({
-            "episode": [e.index for e in episodes],
-            "variant": [e.options["variant_name"] for e in episodes],
-            "layout_index": [e.options["layout_index"] for e in episodes],
-        })
-        frames.append(group.merge(info, on="episode", how="left"))
-    out = pd.concat(frames, ignore_index=True)
-    out["axis"] = out["variant"].str.split("=").str[0]
-    return out
+from vlaeval.envs.simpler.suite import annotate
 
 
 def variant_table(rows: Any) -> Any:

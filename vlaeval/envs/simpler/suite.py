@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from vlaeval.conventions import AgentSpec
+from vlaeval.envs.pool import EnvPool
 from vlaeval.envs.simpler.backend import requested_sim_backend, resolve_sim_backend
 from vlaeval.envs.simpler.episodes import instruction_for, task_layouts
 from vlaeval.envs.simpler.spec import SIMPLER_SPEC, TASKS, variants_for
@@ -23,8 +24,6 @@ class SimplerSuite(Suite):
 
     def annotate_results(self, rows: Any) -> Any:
         """Join each episode's variant and variant axis (from the fixed episode list)."""
-        from vlaeval.envs.simpler.report import annotate
-
         return annotate(rows)
 
     def episodes(self, setting: str, seed: int, tasks: tuple[str, ...] | None = None) -> list[EpisodeSpec]:
@@ -63,7 +62,7 @@ class SimplerSuite(Suite):
         kwargs["sim_backend"] = requested_sim_backend()
         return kwargs
 
-    def batched_pool(self, setting: str, agent: AgentSpec, action_type: str, size: int, env_mode: str) -> Any:
+    def batched_pool(self, setting: str, agent: AgentSpec, action_type: str, size: int, env_mode: str) -> EnvPool | None:
         """One batched GPU env for ``size`` slots when :func:`~vlaeval.envs.simpler.pool.wants_batched_pool`
         says so, else None (the runner then builds its usual pool of single envs)."""
         from vlaeval.envs.simpler.pool import SimplerBatchPool, wants_batched_pool
@@ -73,3 +72,25 @@ class SimplerSuite(Suite):
         if not wants_batched_pool(kwargs["sim_backend"], size, env_mode, agent.privileged):
             return None
         return SimplerBatchPool(size, **kwargs)
+
+
+def annotate(rows: Any) -> Any:
+    """Add ``variant``, ``axis`` and ``layout_index`` columns to a DataFrame of simpler rows.
+
+    Runs store only the episode index; its variant follows from the fixed episode list of the
+    run's setting, so it is joined here rather than stored.
+    """
+    import pandas as pd
+
+    frames = []
+    for setting, group in rows.groupby("setting"):
+        episodes = SimplerSuite().episodes(setting, 0)
+        info = pd.DataFrame({
+            "episode": [e.index for e in episodes],
+            "variant": [e.options["variant_name"] for e in episodes],
+            "layout_index": [e.options["layout_index"] for e in episodes],
+        })
+        frames.append(group.merge(info, on="episode", how="left"))
+    out = pd.concat(frames, ignore_index=True)
+    out["axis"] = out["variant"].str.split("=").str[0]
+    return out

@@ -1,6 +1,6 @@
-"""The subprocess behind :class:`~vlaeval.evaluators.envpool.AsyncEnvPool`: one env, driven over a socket.
+"""The subprocess behind :class:`~vlaeval.envs.pool.AsyncEnvPool`: one env, driven over a socket.
 
-``python -m vlaeval.evaluators._envproc FD``.  Messages: ``("make", suite, setting, agent_spec,
+``python -m vlaeval.envs._envproc FD``.  Messages: ``("make", suite, setting, agent_spec,
 action_type)`` -> ``("ok", (action_space, observation_space))`` or ``("fatal", message)``;
 ``("reset", seed, options)`` and ``("step", action)`` -> ``("ok", outcome)``; ``("close",)``.
 The process ends when its parent closes the socket (or dies).
@@ -33,11 +33,11 @@ def main(fd: int) -> None:
                     return
                 conn.send(("ok", (env.action_space, env.observation_space)))
             elif kind == "reset":
-                from vlaeval.evaluators.envpool import reset_outcome
+                from vlaeval.envs.pool import reset_outcome
 
                 conn.send(("ok", reset_outcome(env, message[1], message[2])))
             elif kind == "step":
-                from vlaeval.evaluators.envpool import step_outcome
+                from vlaeval.envs.pool import step_outcome
 
                 conn.send(("ok", step_outcome(env, message[1])))
             elif kind == "close":
@@ -52,11 +52,10 @@ def main(fd: int) -> None:
 
 
 def _make(suite: str, setting: str, agent_spec: object, action_type: str) -> object:
-    from vlaeval.evaluators.runner import _load_suite
+    """The registered suite's env, built by its ``make_env`` as in the runner's process."""
     from vlaeval.plugins.manager import registries
 
-    spec = registries().suite.get(suite).spec
-    return _load_suite(spec).make_env(setting, agent_spec, action_type)
+    return registries().suite.get(suite).load()().make_env(setting, agent_spec, action_type)
 
 
 def _fatal_text(exc: BaseException, suite: str) -> str:

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 venv="${VLAEVAL_VENV:-.venv}"
 
 bash scripts/setup.sh dev,agents,onnx,remote,ray,simpler,train
+# upstream CALVIN (calvin_env) for the calvin-upstream suite's tests, from the vendored copy where
+# there is one (no registry serves it; elsewhere those tests skip and say why)
+if compgen -G "../shared/vendor/calvin_env-*.tar.gz" >/dev/null; then bash scripts/install-calvin-upstream.sh; fi
 
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(-m "not slow and not gpu")

@@ -28,7 +28,8 @@ _TASK_OF_INSTRUCTION: dict[str, str] = {
 
 
 class CalvinExpert(Agent):
-    """Scripted expert for the ``calvin`` suite (privileged: reads the unwrapped env).
+    """Scripted expert for the ``calvin`` and ``calvin-upstream`` suites (privileged: reads the
+    unwrapped env through :class:`~vlaeval.agents.expert.world.World`).
 
     Args:
         motion: speeds and clearances of the motion primitives.

@@ -4,6 +4,11 @@ Everything the planners need (block poses, what the gripper holds, where the han
 from the environment's privileged API; the few facts it does not expose (finger joints) are read
 from its pybullet client with read-only queries.  Planners only ever see this view, so the
 physical state is the single source of truth at every re-plan.
+
+Two environments offer that API: the ``calvin`` suite's ``CalvinEnv`` answers from its own
+simulator, the ``calvin-upstream`` suite's ``CalvinUpstreamEnv`` from upstream calvin_env's info
+dict of the last step (block poses and contacts, desk joints, lights), its controller target and
+its desk's link frames; the finger joints then come from upstream's pybullet client.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ class Block:
 
 
 class World:
-    """The unwrapped :class:`~vlaeval.envs.calvin.env.CalvinEnv` seen through read-only queries."""
+    """The unwrapped CALVIN env (``CalvinEnv`` or ``CalvinUpstreamEnv``) seen through read-only queries."""
 
     def __init__(self, env: Any) -> None:
         self.env = env

@@ -69,8 +69,8 @@ MAX_INSTRUCTION_LENGTH = 512
 STATE_BOUND = 10.0
 
 #: Bounds of absolute actions: a box around the desk for the TCP, any Euler angles, gripper.
-_ABSOLUTE_LOW = np.array([-0.8, -0.8, 0.0, -np.pi, -np.pi, -np.pi, -1.0], dtype=np.float32)
-_ABSOLUTE_HIGH = np.array([0.8, 0.6, 1.2, np.pi, np.pi, np.pi, 1.0], dtype=np.float32)
+ABSOLUTE_LOW = np.array([-0.8, -0.8, 0.0, -np.pi, -np.pi, -np.pi, -1.0], dtype=np.float32)
+ABSOLUTE_HIGH = np.array([0.8, 0.6, 1.2, np.pi, np.pi, np.pi, 1.0], dtype=np.float32)
 
 
 class CalvinEnv(gymnasium.Env):
@@ -130,7 +130,7 @@ class CalvinEnv(gymnasium.Env):
         self.action_space = (
             spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
             if action_mode == "relative"
-            else spaces.Box(_ABSOLUTE_LOW, _ABSOLUTE_HIGH, dtype=np.float32)
+            else spaces.Box(ABSOLUTE_LOW, ABSOLUTE_HIGH, dtype=np.float32)
         )
         observation = {
             "robot_obs": spaces.Box(-STATE_BOUND, STATE_BOUND, (ROBOT_OBS_SIZE,), dtype=np.float64),

@@ -52,12 +52,18 @@ def test_user_errors_are_short_and_exit_2(argv: list[str], message: str, tmp_pat
 
 
 def test_run_then_report_then_gate_from_the_command_line(tmp_path: Path) -> None:
-    run = _vlaeval("run", "--agent", "toy-solver", "--suite", "toy", "--episodes", "12", "--out", str(tmp_path), "--run-id", "a", "--no-progress")
-    assert run.returncode == 0, run.stderr
-    assert f"{tmp_path / 'a'}: episodes=12, success_rate=1.000" in run.stdout
-    report = _vlaeval("report", str(tmp_path / "a"))
+    def run(run_id: str, *options: str) -> Path:
+        done = _vlaeval("run", "--agent", "toy-solver", "--suite", "toy", "--episodes", "20", "--out", str(tmp_path), "--run-id", run_id,
+                        "--no-progress", *options)
+        assert done.returncode == 0, done.stderr
+        return tmp_path / run_id
+
+    baseline = run("baseline")
+    report = _vlaeval("report", str(baseline))
     assert report.returncode == 0 and "success_rate" in report.stdout
-    assert _vlaeval("gate", str(tmp_path / "a"), "--baseline", str(tmp_path / "a")).returncode == 0
+    gated = _vlaeval("gate", str(run("worse", "--agent-opt", "skill=0.3")), "--baseline", str(baseline))
+    assert gated.returncode == 1 and "gate: FAIL" in gated.stdout, gated.stdout + gated.stderr  # a real regression fails the gate
+    assert _vlaeval("gate", str(run("again")), "--baseline", str(baseline)).returncode == 0  # an equal agent passes it
 
 
 @pytest.mark.parametrize(

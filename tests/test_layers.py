@@ -24,7 +24,7 @@ ROOT = Path(vlaeval.__file__).parent
 
 #: Layers, bottom to top: a module may import modules of its own layer and of the layers below.
 #: The order is the one the code already follows (issue 17 "layers that only look down"):
-#: - shared leaves: errors, the action/observation conventions, atomic file writes;
+#: - shared leaves: errors, the action/observation conventions, atomic file writes, KEY=VALUE options;
 #: - the plugin machinery that finds suites, agents, metrics, reporters and trainers by name (it
 #:   imports them by ``"module:attr"`` strings at run time, never with an import statement);
 #: - results: the row store, statistics, metrics and reports, which the runner writes and scores
@@ -36,7 +36,7 @@ ROOT = Path(vlaeval.__file__).parent
 #: - training, which evaluates and records through the runner;
 #: - the surfaces: the top-level API (``vlaeval/__init__``), the CLI and ``vlaeval doctor``.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("vlaeval.errors", "vlaeval.conventions", "vlaeval.durable"),
+    ("vlaeval.errors", "vlaeval.conventions", "vlaeval.durable", "vlaeval.options"),
     ("vlaeval.plugins",),
     ("vlaeval.results",),
     ("vlaeval.envs",),
@@ -57,17 +57,12 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("vlaeval.agents.checkpoint", "vlaeval"): "reads __version__, which lives in the top-level API module",
     ("vlaeval.results.html", "vlaeval"): "reads __version__, which lives in the top-level API module",
     ("vlaeval.agents.replay", "vlaeval.training.demos"): "an agent reads the demo files that training writes",
-    ("vlaeval.envs.fingerprint", "vlaeval.evaluators.runner"): "suite lookup through the runner's private _load_suite",
-    ("vlaeval.results.plan", "vlaeval.evaluators.runner"): "suite lookup through the runner's private _load_suite",
     ("vlaeval.results.fingerprint", "vlaeval.envs.suite"): "fingerprints a run from SuiteSpec and EpisodeSpec",
-    ("vlaeval.training.plugin", "vlaeval.cli"): "the key=value option parser lives in the CLI (twice, with training.common)",
 }
 
 #: Known import circles, as the edges (importer, imported) that close them -> why each is still
 #: there; the graph without these edges must have no circle.  TODO(issue 17), as above.
 KNOWN_CIRCLE_EDGES: dict[tuple[str, str], str] = {
-    ("vlaeval.evaluators.ray_executor", "vlaeval.evaluators.runner"): "Ray shards run the runner's private _run_shard",
-    ("vlaeval.evaluators.workers", "vlaeval.evaluators.runner"): "worker processes run the runner's private _run_shard",
     ("vlaeval.evaluators.runner", "vlaeval"): "reads __version__; the top-level API imports the runner lazily",
     ("vlaeval.plugins.manager", "vlaeval"): "reads __version__; the top-level API imports the runner, which uses the manager",
 }

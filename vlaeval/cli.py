@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable
 
 import click
 
 from vlaeval import __version__
 from vlaeval.errors import VlaevalError
+from vlaeval.options import parse_options
 
 
 class _Group(click.Group):
@@ -52,20 +52,6 @@ def cli() -> None:
     """
 
 
-def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values are JSON when they parse as JSON (numbers, booleans), else text."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--agent-opt")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 @cli.command()
 @click.option("--agent", "-a", help="Registered agent name or agent URI (ws://host:port, package.module:Class).")
 @click.option("--suite", "-s", help="Registered suite name (see `vlaeval suites`).")
@@ -92,23 +78,40 @@ def _parse_options(pairs: Iterable[str]) -> dict[str, Any]:
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: worker processes on this machine; ray: Ray tasks (pip install 'vlaeval[ray]').")
 @click.option("--address", metavar="auto|HOST:PORT", help="Ray cluster to join with --executor ray (default: a new local instance).")
+@click.option("--until", type=click.Choice(["all", "decided"]), default="all", show_default=True,
+              help="decided: play episodes in seeded order and stop as soon as a sequential test (--against or --threshold) decides.")
+@click.option("--against", type=click.Path(exists=True, file_okay=False),
+              help="With --until decided: is this run better or worse than RUN (paired on identical episodes)?")
+@click.option("--threshold", type=float, help="With --until decided: is this run's success rate above or below RATE?")
+@click.option("--alpha", type=float, help="With --until decided: the chance of any wrong verdict  [default: 0.05]")
+@click.option("--delta", type=float, help="With --against: also stop once this run is shown less than DELTA worse than RUN.")
 def run(agent: str | None, suite: str | None, setting: str | None, episodes: int | None, seed: int | None, workers: int,
         out: str, resume: str | None, agent_opts: tuple[str, ...], checkpoint: str | None, runtime: str | None, step_timeout: float,
-        setup_timeout: float, run_id: str | None, no_progress: bool, envs_per_worker: int, env_mode: str, executor: str, address: str | None) -> None:
+        setup_timeout: float, run_id: str | None, no_progress: bool, envs_per_worker: int, env_mode: str, executor: str, address: str | None,
+        until: str, against: str | None, threshold: float | None, alpha: float | None, delta: float | None) -> None:
     """Evaluate an agent on a suite; results go to a run directory."""
     from vlaeval.evaluators.runner import evaluate
+    from vlaeval.results.sequential import StoppingRule
 
     if agent is None and resume is None:
         raise click.UsageError("pass --agent (see `vlaeval agents`) or --resume RUN_DIR")
-    options = _parse_options(agent_opts)
+    rule = None
+    if until == "decided":
+        rule = StoppingRule(0.05 if alpha is None else alpha, against, threshold, delta)
+    elif any(v is not None for v in (against, threshold, alpha, delta)):
+        raise click.UsageError("--against, --threshold, --alpha and --delta set the test of --until decided; pass it too")
+    options = parse_options(agent_opts, "--agent-opt")
     options.update({k: v for k, v in (("checkpoint", checkpoint), ("runtime", runtime)) if v})
     result = evaluate(agent, suite, setting=setting, episodes=episodes, seed=seed, workers=workers, out=out, resume=resume,
                       agent_options=options, step_timeout=step_timeout, progress=not no_progress, run_id=run_id,
                       envs_per_worker=envs_per_worker, executor=executor, address=address, env_mode=env_mode,
-                      setup_timeout=setup_timeout)
+                      setup_timeout=setup_timeout, until=rule)
     summary = ", ".join(f"{k}={v:.3f}" if k != "episodes" else f"{k}={int(v)}" for k, v in result.summary().items())
     errors = int(result.results.groupby("episode")["error"].apply(lambda e: e.notna().any()).sum()) if not result.results.empty else 0
     click.echo(f"{result.run_dir}: {summary}" + (f" ({errors} episodes errored: see the error column)" if errors else ""))
+    if result.decision is not None:
+        decision = result.decision
+        click.echo(f"decided ({decision.verdict}): {decision.reason}" if decision.decided else decision.reason)
     click.echo(f"report: vlaeval report {result.run_dir}")
 
 
@@ -121,12 +124,11 @@ def run(agent: str | None, suite: str | None, setting: str | None, episodes: int
               help="json: one object per line.")
 def episodes(suite: str, setting: str | None, seed: int | None, episodes: int | None, fmt: str) -> None:
     """List a suite's evaluation episodes without running them."""
-    from vlaeval.evaluators.runner import _load_suite
-    from vlaeval.plugins.manager import registries
+    from vlaeval.plugins.manager import load_suite, suite_spec
 
-    spec = registries().suite.get(suite).spec
+    spec = suite_spec(suite)
     name = spec.setting(setting).name
-    listed = list(_load_suite(spec).episodes(name, spec.protocol.seed if seed is None else seed))[:episodes]
+    listed = list(load_suite(spec).episodes(name, spec.protocol.seed if seed is None else seed))[:episodes]
     for ep in listed:
         if fmt == "json":
             click.echo(ep.to_json())
@@ -190,11 +192,15 @@ def report(run_dirs: tuple[str, ...], fmt: str, out: str | None, real: str | Non
               help="Multiple-comparison correction across metrics.")
 @click.option("--allow-incomplete", is_flag=True, help="Gate on an unfinished run or baseline instead of failing.")
 @click.option("--paired", is_flag=True, help="Runs on identical episodes: paired one-sided tests (more power per episode).")
-def gate(run_dir: str, baseline: str, alpha: float, correction: str, allow_incomplete: bool, paired: bool) -> None:
-    """Exit 1 when RUN_DIR is significantly worse than the baseline on any metric, or either is incomplete."""
+@click.option("--accept", multiple=True, metavar="FIELD",
+              help="Gate although the protocol fingerprints differ in FIELD or fields under it (repeatable; e.g. versions.pybullet).")
+def gate(run_dir: str, baseline: str, alpha: float, correction: str, allow_incomplete: bool, paired: bool, accept: tuple[str, ...]) -> None:
+    """Exit 1 when RUN_DIR is significantly worse than the baseline on any metric, or either is incomplete;
+    exit 2 when their protocol fingerprints differ in a field not accepted."""
     from vlaeval.results.gate import run_gate
 
-    result = run_gate(run_dir, baseline, alpha=alpha, correction=correction, allow_incomplete=allow_incomplete, paired=paired)
+    result = run_gate(run_dir, baseline, alpha=alpha, correction=correction, allow_incomplete=allow_incomplete, paired=paired,
+                      accept=accept)
     click.echo(result.table())
     for note in result.notes:
         click.echo(f"note: {note}")
@@ -257,7 +263,7 @@ def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpo
     from vlaeval.agents.remote.server import serve as serve_agent
     from vlaeval.agents.resolve import make_agent
 
-    options = _parse_options(agent_opts)
+    options = parse_options(agent_opts, "--agent-opt")
     if checkpoint:
         options["checkpoint"] = checkpoint
     make_agent(agent, options).close()  # fail now, not at the first connection, on a bad name or option
@@ -322,7 +328,7 @@ def parity(agent: str, runtimes: str, suite: str, setting: str | None, episodes:
 
     from vlaeval.evaluators.parity import run_parity
 
-    options = _parse_options(agent_opts)
+    options = parse_options(agent_opts, "--agent-opt")
     if checkpoint:
         options["checkpoint"] = checkpoint
     out = out or str(Path("runs") / f"parity-{dt.datetime.now():%Y%m%d-%H%M%S}")

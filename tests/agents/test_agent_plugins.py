@@ -17,11 +17,18 @@ STABLE = ["task", "episode", "position", "seed", "success", "steps", "error"]
 
 
 def test_every_builtin_agent_is_registered_through_the_plugin() -> None:
+    from vlaeval.agents.expert.agent import CalvinExpert
+    from vlaeval.agents.kosmos import kosmos_lstm, kosmos_lstm_tiny
+    from vlaeval.agents.random import RandomAgent
+    from vlaeval.agents.replay import ReplayAgent
+
     agents = {e.name: e for e in registries().agent}
-    for name in ("random", "expert", "kosmos-lstm", "kosmos-lstm-tiny"):
+    implementations = {"random": RandomAgent, "replay": ReplayAgent, "expert": CalvinExpert, "kosmos-lstm": kosmos_lstm,
+                       "kosmos-lstm-tiny": kosmos_lstm_tiny}
+    for name, implementation in implementations.items():
         assert agents[name].plugin == "vlaeval.agents.plugin"
-    for name in ("random", "kosmos-lstm", "kosmos-lstm-tiny"):
-        assert callable(agents[name].load())
+        assert agents[name].load() is implementation  # the name leads to the built-in code, not just to something callable
+    assert type(make_agent("random")) is RandomAgent and type(make_agent("expert")) is CalvinExpert
 
 
 def test_a_served_agent_evaluates_like_the_in_process_one(tmp_path: Path) -> None:

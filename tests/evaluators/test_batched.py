@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import vlaeval
 from vlaeval.agents.base import Agent, is_batched
 from vlaeval.errors import VlaevalError
-from vlaeval.evaluators.episode import StepTimeout, _deadline
+from vlaeval.evaluators.guards import StepTimeout, deadline
 from vlaeval.results.store import EPISODES_FILE, ResultStore, read_manifest
 
 STABLE = ["suite", "suite_version", "setting", "task", "episode", "position", "seed", "success", "steps", "error", "instruction"]
@@ -161,7 +161,7 @@ def test_the_step_timeout_works_outside_the_main_thread() -> None:
 
     def guarded() -> None:
         try:
-            with _deadline(0.2, "agent.act()"):
+            with deadline(0.2, "agent.act()"):
                 for _ in range(200):  # Python code: interrupted at once
                     time.sleep(0.01)
         except BaseException as exc:  # noqa: BLE001

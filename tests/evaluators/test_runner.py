@@ -109,10 +109,27 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path) -> None:
 def test_agent_is_reset_at_every_subtask_and_seeded_per_episode(tmp_path: Path) -> None:
     from vlaeval_toy.agents import Solver
 
-    agent = Solver()
-    frame = vlaeval.evaluate(agent, "toy-chain", episodes=5, out=tmp_path, progress=False).results
-    assert agent.resets == len(frame) == 15
-    assert frame["agent"].unique().tolist() == ["Solver"]
+    class Traced(Solver):
+        def __init__(self) -> None:
+            super().__init__(skill=0.5)
+            self.calls: list[tuple] = []
+
+        def seed(self, seed: int) -> None:
+            self.calls.append(("seed", seed))
+            super().seed(seed)
+
+        def reset(self) -> None:
+            self.calls.append(("reset",))
+            super().reset()
+
+    agent = Traced()
+    frame = vlaeval.evaluate(agent, "toy-chain", episodes=8, out=tmp_path, progress=False).results
+    expected = []
+    for _, rows in frame.groupby("episode"):  # each episode's own seed first, then one reset per subtask it reached
+        expected += [("seed", int(rows["seed"].iloc[0]))] + [("reset",)] * len(rows)
+    assert agent.calls == expected
+    assert len(set(frame.groupby("episode").size())) > 1 and frame["seed"].nunique() == 8  # chains of several lengths, 8 seeds
+    assert frame["agent"].unique().tolist() == ["Traced"]
 
 
 def test_observer_hooks_see_the_run(tmp_path: Path) -> None:

@@ -74,6 +74,44 @@ def test_duplicate_names_are_an_error_naming_both_plugins_when_used() -> None:
         list(agents)
 
 
+def test_registration_hooks_are_called_through_pluggy(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Wrappers wrap registration calls, tryfirst/trylast order them, and tracing shows them, as
+    for every other hook; each plugin's call is still its own, so its registrations stay its own."""
+    calls: list[str] = []
+    wrapped: list[object] = []
+
+    class Early:
+        @vlaeval.hookimpl(tryfirst=True)
+        def vlaeval_register_agents(self, register):
+            calls.append("early")
+            register("early-agent", "somewhere:Early")
+
+    class Late:
+        @vlaeval.hookimpl
+        def vlaeval_register_agents(self, register):
+            calls.append("late")
+            register("late-agent", "somewhere:Late")
+
+    class Wrapper:
+        @vlaeval.hookimpl(wrapper=True)
+        def vlaeval_register_agents(self, register):
+            wrapped.append(register)
+            return (yield)
+
+    monkeypatch.setenv("VLAEVAL_TRACE_PLUGINS", "1")
+    reset_plugins()
+    pm = plugin_manager()
+    for name, plugin in (("early", Early()), ("late", Late()), ("wrapper", Wrapper())):
+        pm.register(plugin, name=name)
+    calls.clear()
+    agents = registries().agent
+    assert calls == ["early", "late"]  # pluggy's order: tryfirst, then the last registered
+    implementers = [i for i in pm.hook.vlaeval_register_agents.get_hookimpls() if not i.wrapper]
+    assert len(implementers) > 2 and len(wrapped) == len(set(map(id, wrapped))) == len(implementers)  # each plugin's own call, wrapped
+    assert (agents.get("early-agent").plugin, agents.get("late-agent").plugin) == ("early", "late")
+    assert "vlaeval_register_agents" in capsys.readouterr().err  # VLAEVAL_TRACE_PLUGINS=1 traces registration calls too
+
+
 def test_unknown_names_suggest_close_matches() -> None:
     with pytest.raises(UnknownNameError, match=r"unknown agent 'toy-solvr'\. Did you mean 'toy-solver'"):
         registries().agent.get("toy-solvr")

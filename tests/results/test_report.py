@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import chain, run_cli, write_run
+from vlaeval.conventions import AgentSpec
+from vlaeval.results.fingerprint import protocol_fingerprint
+from vlaeval.results.plan import detectable, detectable_lines
 from vlaeval.results.report import build_report
 from vlaeval.results.stats import wilson_interval
+from vlaeval.results.store import read_manifest, write_manifest
 
 
 @pytest.fixture
@@ -111,3 +116,62 @@ def test_json_report_writes_undefined_numbers_as_null_not_bare_nan(chained_run: 
     text = formats.json_format(report)
     parsed = json.loads(text, parse_constant=lambda token: pytest.fail(f"non-JSON token {token}"))
     assert parsed["undefined"] == [None, {"x": None}]
+
+
+# --- protocol differences and the smallest detectable drop (issue 16) ------------------------------
+
+
+def _with_protocol(run_dir: Path, agent: str = "agent-x", **changes: Any) -> Path:
+    from vlaeval_toy.suite import TOY_CHAIN_SPEC, ToyChainSuite
+
+    every = ToyChainSuite().episodes("default", 0)
+    inputs: dict[str, Any] = dict(
+        suite=TOY_CHAIN_SPEC, setting="default", episodes=every[:4], agent=agent, agent_spec=AgentSpec(observation_keys=("state",)),
+        action_type="relative_ee", agent_options={"skill": 1.0}, observation_shapes={"state": (2,)}, control_hz=10,
+        versions={"pybullet": "3.2.7"}, protocol_episodes=every,
+    )
+    manifest = read_manifest(run_dir)
+    write_manifest(run_dir, {**manifest, "protocol": protocol_fingerprint(**(inputs | changes))})
+    return run_dir
+
+
+def test_report_notes_each_field_in_which_the_runs_protocols_differ(chained_run: Path, tmp_path: Path) -> None:
+    a = _with_protocol(chained_run)
+    b = _with_protocol(write_run(tmp_path / "run-b", [chain(True, True, True)] * 4), versions={"pybullet": "3.2.6"},
+                       agent_options={"skill": 0.5})
+    c = _with_protocol(write_run(tmp_path / "run-c", [chain(True, False)] * 4, agent="agent-z"), agent="agent-z",
+                       agent_options={"skill": 0.2}, control_hz=20)
+    assert build_report([a]).notes == ()  # one run: nothing to compare
+    assert build_report([a, b, c]).notes == (
+        "protocol differs: agent.options.skill: 1.0 in agent-x (run-a), 0.5 in agent-x (run-b)",
+        'protocol differs: versions.pybullet: "3.2.7" in agent-x (run-a), "3.2.6" in agent-x (run-b)',
+        "protocol differs: control_hz: 10 in agent-x (run-a), 20 in agent-z",  # agent-z's own fields differ by design
+    )
+    old = write_run(tmp_path / "old", [chain(True)] * 4)
+    assert build_report([a, old]).notes == (f"{old} has no protocol fingerprint (made before runs recorded one): its protocol cannot be compared",)
+
+
+def test_report_states_the_smallest_drop_each_run_could_detect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlaeval.results.plan import fisher_power
+
+    small = write_run(tmp_path / "small", [[{"task": "reach_left", "success": i % 10 != 0}] for i in range(40)], suite="toy", chain_length=1)
+    large = write_run(tmp_path / "large", [[{"task": "reach_left", "success": i % 10 != 0}] for i in range(400)], suite="toy",
+                      agent="agent-y", chain_length=1)
+    found = {d["run"]: d for d in detectable(build_report([small, large]))}
+    for run, n in (("agent-x", 40), ("agent-y", 400)):
+        drop = found[run]["success_rate"]
+        # the smallest drop with 80 % power (to the bisection's 0.001): a gate of two runs of n at 90 % and 90 % - drop
+        assert fisher_power(0.9, drop, n, 0.05, baseline_n=n) >= 0.8 > fisher_power(0.9, drop - 0.002, n, 0.05, baseline_n=n)
+        assert found[run]["episodes"] == n and found[run]["avg_len"] is None
+    assert 0 < found["agent-y"]["success_rate"] < found["agent-x"]["success_rate"] / 2  # ten times the episodes: about a third
+
+    assert run_cli("report", str(small)) == 0
+    line = f"detectable: with 40 episodes, a drop of {100 * found['agent-x']['success_rate']:.1f} points in success_rate would be " \
+           "detected with 80% power at one-sided alpha 0.05 against a baseline of the same size"
+    assert line in capsys.readouterr().out
+    assert run_cli("report", str(small), str(large), "--format", "markdown") == 0
+    assert "> detectable: agent-y · default: with 400 episodes, a drop of" in capsys.readouterr().out
+    assert run_cli("report", str(small), "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["detectable"][0]["success_rate"] == pytest.approx(found["agent-x"]["success_rate"])
+    chained = build_report([write_run(tmp_path / "chains", [chain(True, True, i % 4 != 0) for i in range(40)])])
+    assert "chains" in detectable_lines(chained)[0] and "in avg_len" in detectable_lines(chained)[0]

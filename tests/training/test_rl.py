@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
+from vlaeval.envs.suite import EpisodeSpec
 from vlaeval.training.rl import evaluate_task, group_advantages, grpo_loss, play
 
 torch.set_num_threads(1)
@@ -18,6 +17,7 @@ class ToyEnv:
     """One-step task: success iff the x action is positive (CALVIN-shaped obs and actions)."""
 
     action_space = spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
+    observation_space = spaces.Dict({"rgb_static": spaces.Box(0, 255, (16, 16, 3), dtype=np.uint8)})
 
     def reset(self, *, seed=None, options=None):
         return {"rgb_static": np.full((16, 16, 3), 100, np.uint8)}, {}
@@ -52,7 +52,7 @@ def test_group_advantages_are_relative_and_vanish_for_uniform_groups() -> None:
 
 def test_grpo_updates_raise_success_on_a_toy_env(policy) -> None:
     envs = [ToyEnv() for _ in range(8)]
-    episode = SimpleNamespace(seed=0, options={}, instructions=("open the drawer",))
+    episode = EpisodeSpec(index=0, tasks=("open_drawer",), instructions=("open the drawer",), seed=0)
     before = evaluate_task(policy, envs, [episode] * 8, max_steps=1)
     assert before["success_rate"] == 0.0
     mean_before = policy.step([envs[0].reset()[0]], ["open the drawer"])[0][0, 0]
@@ -81,7 +81,7 @@ def test_grpo_updates_raise_success_on_a_toy_env(policy) -> None:
 
 def test_rollouts_record_what_the_update_needs(policy) -> None:
     envs = [ToyEnv() for _ in range(3)]
-    episode = SimpleNamespace(seed=0, options={}, instructions=("open the drawer",))
+    episode = EpisodeSpec(index=0, tasks=("open_drawer",), instructions=("open the drawer",), seed=0)
     group = play(policy, envs, [episode] * 3, max_steps=1, std=0.3, rng=np.random.default_rng(1))
     for r in group:
         assert len(r) == 1 and r.observations["rgb_static"][0].shape == (16, 16, 3) and np.isfinite(r.logp).all()

@@ -53,9 +53,9 @@ def main(fd: int) -> None:
 
 def _make(suite: str, setting: str, agent_spec: object, action_type: str) -> object:
     """The registered suite's env, built by its ``make_env`` as in the runner's process."""
-    from vlaeval.plugins.manager import registries
+    from vlaeval.plugins.manager import load_suite, suite_spec
 
-    return registries().suite.get(suite).load()().make_env(setting, agent_spec, action_type)
+    return load_suite(suite_spec(suite)).make_env(setting, agent_spec, action_type)
 
 
 def _fatal_text(exc: BaseException, suite: str) -> str:

@@ -56,10 +56,10 @@ def render_fingerprint(suite: str) -> dict[str, Any]:
     rendered; a suite without cameras yields an empty ``frames`` list.
     """
     from vlaeval.conventions import negotiate
-    from vlaeval.evaluators.runner import _load_suite, spec_of
+    from vlaeval.plugins.manager import load_suite, suite_spec
 
-    spec = spec_of(suite)
-    impl = _load_suite(spec)
+    spec = suite_spec(suite)
+    impl = load_suite(spec)
     setting = spec.settings[0].name
     agent = AgentSpec(observation_keys=tuple(k for k in spec.conventions.observation_keys if k.startswith("rgb")))
     action_type = negotiate(agent, spec.conventions, agent_name="render fingerprint", suite_name=spec.name)
@@ -168,9 +168,9 @@ def _frame_pairs(fingerprint: Mapping[str, Any], reference: Mapping[str, Any]
 
 def reference_path(suite: str) -> Path:
     """``render_reference.json`` in the package of the suite's implementation (plugins included)."""
-    from vlaeval.evaluators.runner import spec_of
+    from vlaeval.plugins.manager import suite_spec
 
-    module = spec_of(suite).target.partition(":")[0]
+    module = suite_spec(suite).target.partition(":")[0]
     found = find_spec(module)
     if found is None or found.origin is None:
         raise VlaevalError(f"cannot locate the module {module!r} of suite {suite!r}")

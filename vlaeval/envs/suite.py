@@ -157,14 +157,16 @@ class Suite:
         the runner steps ``size`` single environments (``env_mode`` decides in- or out-of-process)."""
         return None
 
-    def make_env(self, setting: str, agent: AgentSpec, action_type: str) -> Any:
-        """Create the environment for a setting through ``gymnasium.make``."""
+    def make_env(self, setting: str, agent: AgentSpec, action_type: str, **overrides: Any) -> Any:
+        """Create the environment for a setting through ``gymnasium.make``; ``overrides`` replace
+        keyword arguments the setting gives (``vlaeval record`` plays CALVIN's training scenes,
+        which no evaluation setting uses)."""
         import gymnasium
 
         import vlaeval.envs.registration  # noqa: F401  (registers the vlaeval/* ids)
 
         s = self.spec.setting(setting)
-        return gymnasium.make(self.spec.env_ids[0], **self.env_kwargs(s, agent, action_type))
+        return gymnasium.make(self.spec.env_ids[0], **{**self.env_kwargs(s, agent, action_type), **overrides})
 
 
 def _json_default(obj: Any) -> Any:

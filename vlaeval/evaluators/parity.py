@@ -38,7 +38,7 @@ import numpy as np
 
 from vlaeval.envs.suite import EpisodeSpec, SuiteSpec
 from vlaeval.errors import VlaevalError
-from vlaeval.evaluators.runner import DEFAULT_STEP_TIMEOUT
+from vlaeval.evaluators.guards import DEFAULT_STEP_TIMEOUT
 
 PARITY_FILE = "parity.json"
 
@@ -127,7 +127,8 @@ def run_parity(agent: str, runtimes: Sequence[str], suite: str, *, out: str | os
                step_timeout: float = DEFAULT_STEP_TIMEOUT, progress: bool = False) -> ParityResult:
     """Evaluate ``agent`` on each runtime (closed loop) and replay the first runtime's episodes
     asking every runtime on the same observations (open loop); write ``OUT/parity.json``."""
-    from vlaeval.evaluators.runner import _load_suite, evaluate, spec_of
+    from vlaeval.evaluators.runner import evaluate
+    from vlaeval.plugins.manager import load_suite, suite_spec
 
     runtimes = list(runtimes)
     if len(runtimes) < 2 or len(set(runtimes)) != len(runtimes):
@@ -135,7 +136,7 @@ def run_parity(agent: str, runtimes: Sequence[str], suite: str, *, out: str | os
     options = dict(agent_options or {})
     if "runtime" in options:
         raise VlaevalError("the runtimes come from --runtimes; drop --agent-opt runtime=")
-    spec = spec_of(suite)
+    spec = suite_spec(suite)
     setting = spec.setting(setting).name
     seed = spec.protocol.seed if seed is None else seed
     out = Path(out)
@@ -144,7 +145,7 @@ def run_parity(agent: str, runtimes: Sequence[str], suite: str, *, out: str | os
         runs = {r: evaluate(agent, suite, setting=setting, episodes=episodes, seed=seed, workers=workers, out=out,
                             agent_options={**options, "runtime": r}, run_id=r, progress=progress, step_timeout=step_timeout)
                 for r in runtimes}
-        played = list(_load_suite(spec).episodes(setting, seed))[:episodes]
+        played = list(load_suite(spec).episodes(setting, seed))[:episodes]
         differences, replayed = _open_loop(agents, agent, spec, setting, played, options, step_timeout)
     finally:
         _close(agents)
@@ -236,16 +237,13 @@ def _open_loop(agents: Mapping[str, Any], agent: str, spec: SuiteSpec, setting: 
 
     Returns the per-runtime action differences and the replay's rows per episode."""
     from vlaeval.agents.base import AgentContext
-    from vlaeval.conventions import ConventionError, negotiate
     from vlaeval.evaluators.episode import EpisodeContext, run_episode
-    from vlaeval.evaluators.runner import _load_suite
+    from vlaeval.evaluators.executors import negotiated_action_type
+    from vlaeval.plugins.manager import load_suite
 
     lockstep = _Lockstep(agents)
-    try:
-        action_type = negotiate(lockstep.spec, spec.conventions, agent_name=agent, suite_name=spec.name)
-    except ConventionError as exc:
-        raise VlaevalError(str(exc)) from exc
-    env = _load_suite(spec).make_env(setting, lockstep.spec, action_type)
+    action_type = negotiated_action_type(lockstep.spec, spec, agent)
+    env = load_suite(spec).make_env(setting, lockstep.spec, action_type)
     try:
         context = AgentContext(spec.name, setting, action_type, env.action_space, env.observation_space, env.unwrapped, dict(options))
         for instance in agents.values():

@@ -1,7 +1,7 @@
 """``--executor ray``: the runner's shards as Ray tasks, streamed back to a single-writer driver.
 
 Each shard (the pending episodes dealt round-robin, as for local workers) becomes one Ray task
-that builds its own environments and agent (the same :func:`~vlaeval.evaluators.runner._run_shard`
+that builds its own environments and agent (the same :func:`~vlaeval.evaluators.executors.play_shard`
 a local worker runs, so ``--envs-per-worker`` batching works inside Ray workers too) and is a
 *streaming generator*: every finished episode reaches the driver as soon as it ends.  The driver
 (:func:`vlaeval.evaluate`) is the only process that writes the results store, and it drops an
@@ -13,11 +13,12 @@ shard; Ray places it on any live worker.  An exception *raised* by the shard (a 
 start, a bad agent option) is not retried: it fails the run as it would locally.
 
 Ray runs tasks in its worker processes' main thread, so the SIGALRM step timeout applies; in a
-threaded actor the watchdog fallback of :func:`~vlaeval.evaluators.episode._deadline` takes over.
+threaded actor the watchdog fallback of :func:`~vlaeval.evaluators.guards.deadline` takes over.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue as queue_mod
 import sys
@@ -25,6 +26,7 @@ import threading
 from typing import Any, Iterator, Sequence
 
 from vlaeval.errors import VlaevalError
+from vlaeval.evaluators.executors import Event, EventMerge, Shard, play_shard
 
 #: New tasks submitted for one shard after it was lost, before the run fails.
 MAX_RETRIES = 3
@@ -44,11 +46,9 @@ def import_ray(address: str | None = None) -> Any:
     return ray
 
 
-def shard_task(job: Any) -> Iterator[tuple[str, Any]]:
+def shard_task(shard: Shard) -> Iterator[Event]:
     """The body of one Ray task: a local worker's shard loop, each event yielded to the driver."""
-    from vlaeval.evaluators.runner import _run_shard
-
-    yield from _run_shard(job)
+    yield from play_shard(shard)
 
 
 class RaySession:
@@ -71,26 +71,29 @@ class RaySession:
         self.started_here = False
 
 
-def execute_ray(jobs: Sequence[Any], session: RaySession) -> Iterator[tuple[str, Any]]:
-    """Run ``jobs`` (runner ``_Job`` shards) on Ray; yield the runner's events.
+class RayExecutor:
+    """Shards as Ray tasks on the session's cluster; a lost task's unfinished episodes are resubmitted."""
 
-    Events: ``("ready", agent_info)`` once, ``("record", EpisodeRecord)`` per episode (each index
-    at most once), ``("retry", text)`` whenever a lost shard is resubmitted.
-    """
-    if not jobs:
-        return
+    def __init__(self, session: RaySession) -> None:
+        self.session = session
+
+    def run(self, shards: Sequence[Shard]) -> Iterator[Event]:
+        if shards:
+            yield from _execute(shards, self.session)
+
+
+def _execute(jobs: Sequence[Shard], session: RaySession) -> Iterator[Event]:
     ray = session.ray
     remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(shard_task)
     events: queue_mod.Queue[tuple[str, int, Any]] = queue_mod.Queue()
     remaining = {job.worker: list(job.episodes) for job in jobs}
     by_worker = {job.worker: job for job in jobs}
-    received: set[int] = set()
+    merge = EventMerge()
+    received = merge.done
     attempts = {w: 0 for w in by_worker}
     generators: dict[int, Any] = {}
 
     def submit(worker: int) -> None:
-        import dataclasses
-
         job = dataclasses.replace(by_worker[worker], episodes=tuple(e for e in remaining[worker] if e.index not in received))
         generators[worker] = gen = remote.remote(job)
         threading.Thread(target=_pump, args=(ray, worker, gen, events), daemon=True, name=f"vlaeval-ray-{worker}").start()
@@ -98,7 +101,6 @@ def execute_ray(jobs: Sequence[Any], session: RaySession) -> Iterator[tuple[str,
     for w in by_worker:
         submit(w)
     running = set(by_worker)
-    ready_sent = False
     try:
         while running:
             try:
@@ -107,12 +109,7 @@ def execute_ray(jobs: Sequence[Any], session: RaySession) -> Iterator[tuple[str,
                 continue
             if kind == "event":
                 event, body = payload
-                if event == "ready":
-                    if not ready_sent:
-                        ready_sent = True
-                        yield event, body
-                elif event == "record" and body.episode not in received:  # ("started", index) matters only locally
-                    received.add(body.episode)
+                if event != "started" and merge.accept(event, body):  # ("started", index) matters only locally
                     yield event, body
             elif kind == "done":
                 running.discard(worker)

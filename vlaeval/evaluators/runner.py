@@ -6,7 +6,8 @@ never on which worker plays it or what that worker played before.  Sharding them
 over W workers (local processes, or Ray tasks with ``executor="ray"``), each with its own
 environments and agent, therefore gives the same results as W = 1, and so does playing N
 episodes at once in lock-step environments with batched inference (``envs_per_worker``; see
-:mod:`vlaeval.evaluators.batched`).  The driver is the only writer: every finished episode is
+:mod:`vlaeval.evaluators.rollout`).  Where shards run is an executor's choice
+(:mod:`vlaeval.evaluators.executors`).  The driver is the only writer: every finished episode is
 stored durably (and deduplicated by index) before the next is counted, which is what makes
 ``--resume`` and the Ray executor's retries of lost shards exact.
 
@@ -34,20 +35,32 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-from vlaeval.agents.base import AgentContext, is_batched
-from vlaeval.agents.resolve import agent_spec_of, make_agent
-from vlaeval.conventions import AgentSpec, ConventionError, negotiate
-from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec
+from vlaeval.agents.resolve import agent_spec_of
+from vlaeval.conventions import AgentSpec
+from vlaeval.envs.suite import EpisodeSpec, SuiteSpec
 from vlaeval.errors import VlaevalError
-from vlaeval.evaluators.episode import EpisodeContext, run_episode, watched_setup
+from vlaeval.evaluators.executors import Event, Executor, InProcess, Shard, negotiated_action_type
+from vlaeval.evaluators.guards import DEFAULT_STEP_TIMEOUT
+from vlaeval.evaluators.rollout import EpisodeContext
+from vlaeval.plugins.manager import load_suite as _load_suite
+from vlaeval.plugins.manager import suite_spec as spec_of
+from vlaeval.results.fingerprint import (
+    agent_option_defaults,
+    describe_difference,
+    fingerprint_hash,
+    protocol_differences,
+    protocol_fingerprint,
+)
+from vlaeval.results.sequential import Decision, SequentialRun, StoppingRule, outcomes_hash, reference_outcomes, reference_size
 from vlaeval.results.store import EpisodeRecord, ResultStore, canonical_json, config_hash, read_manifest, write_manifest
 
-DEFAULT_STEP_TIMEOUT = 60.0
 #: Seconds agent construction and ``bind()`` may each take in a worker (real models load slowly).
 DEFAULT_SETUP_TIMEOUT = 600.0
 TRACKED_PACKAGES = ("numpy", "gymnasium", "pluggy", "pandas", "pybullet", "torch", "transformers", "onnxruntime", "mani_skill")
+#: Seconds a run waits at its end for a render fingerprint still being taken (simpler: 10-25 s).
+RENDER_TIMEOUT = 180.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,7 @@ class RunConfig:
     seed: int
     step_timeout: float = DEFAULT_STEP_TIMEOUT
     agent_options: Mapping[str, Any] = field(default_factory=dict)
+    until: StoppingRule | None = None  # --until decided: the sequential test that may end the run early
 
 
 @dataclass(frozen=True)
@@ -77,12 +91,14 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of :func:`evaluate`: where it was stored and the per-episode table."""
+    """The outcome of :func:`evaluate`: where it was stored and the per-episode table (for a run
+    its sequential test decided, of the episodes the test saw: :func:`~vlaeval.results.report.counted_results`)."""
 
     run_id: str
     run_dir: Path
     results: Any  # pandas.DataFrame
     chain_length: int = 1
+    decision: Decision | None = None  # the sequential test's, for runs with --until decided
 
     def summary(self) -> dict[str, float]:
         """Headline numbers (success rate; average chain length for chained suites)."""
@@ -97,19 +113,6 @@ class RunResult:
             out["avg_len"] = float(chain_lengths(frame).mean())
         return out
 
-
-@dataclass(frozen=True)
-class _Job:
-    """Everything a worker needs, picklable for spawned processes."""
-
-    worker: int
-    run_id: str
-    config: RunConfig
-    episodes: tuple[EpisodeSpec, ...]
-    agent: Any = None  # an agent instance built (or given) in the main process, else built by the worker
-    owns_agent: bool = True  # close the agent when the shard ends (not for instances the caller passed in)
-    envs_per_worker: int = 1  # lock-step environments in this worker (1 = the sequential loop)
-    env_mode: str = "auto"  # where those environments run: auto, sync (this process) or async (subprocesses)
 
 
 def evaluate(
@@ -131,6 +134,7 @@ def evaluate(
     address: str | None = None,
     env_mode: str = "auto",
     setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
+    until: StoppingRule | None = None,
 ) -> RunResult:
     """Evaluate an agent on a suite and return the per-episode results.
 
@@ -162,8 +166,14 @@ def evaluate(
             privileged (reads the simulator).
         setup_timeout: seconds agent construction and ``bind()`` may each take in a worker
             before the run fails (0 = no limit); not applied to an agent instance run in-process.
+        until: stop as soon as this sequential test decides (``--until decided``), status
+            ``decided``.  Episodes play in seeded order and only the contiguous prefix of finished
+            ones is tested, so the verdict and its episode count do not depend on ``workers``; with
+            several workers a few episodes past it may finish and are stored too.  With
+            ``against`` and no ``episodes``, the run plans the reference run's episodes.  A resumed
+            run continues its saved test (``until`` may be repeated, not changed).
     """
-    from vlaeval.plugins.manager import plugin_manager, registries
+    from vlaeval.plugins.manager import plugin_manager
 
     if workers < 1:
         raise VlaevalError(f"--workers must be at least 1, not {workers}")
@@ -191,6 +201,9 @@ def evaluate(
         for given, saved, what in ((agent if isinstance(agent, str) else None, config.agent, "agent"), (suite, config.suite, "suite")):
             if given is not None and given != saved:
                 raise VlaevalError(f"{run_dir} is a run of {what} {saved!r}, not {given!r}; drop --{what} or start a new run")
+        if until is not None and until != config.until:
+            started = f"with a {config.until.describe()}" if config.until else "without --until decided"
+            raise VlaevalError(f"{run_dir} was started {started}; its test cannot change mid-run: drop --until and its options to resume it")
         if episodes is not None and episodes != config.episodes:
             available = spec_of(config.suite).protocol.episodes
             if not config.episodes < episodes <= available:
@@ -199,7 +212,7 @@ def evaluate(
                     f"(up to {available}), not change it to {episodes}"
                 )
             config = dataclasses.replace(config, episodes=episodes)
-            manifest["config"] = dataclasses.asdict(config)
+            manifest["config"] = _config_dict(config)
         run_id = manifest["run_id"]
     else:
         if suite is None:
@@ -209,12 +222,13 @@ def evaluate(
     spec: SuiteSpec = spec_of(config.suite if config else suite)
     if config is None:
         setting_obj = spec.setting(setting)
-        n = spec.protocol.episodes if episodes is None else episodes
+        n = _default_episodes(spec, until) if episodes is None else episodes
         if not 1 <= n <= spec.protocol.episodes:
             raise VlaevalError(f"--episodes must be between 1 and {spec.protocol.episodes} for suite {spec.name!r}, not {n}")
         agent_name = agent if isinstance(agent, str) else type(agent).__name__
         config = RunConfig(
-            agent_name, spec.name, setting_obj.name, n, spec.protocol.seed if seed is None else seed, step_timeout, dict(agent_options or {})
+            agent_name, spec.name, setting_obj.name, n, spec.protocol.seed if seed is None else seed, step_timeout, dict(agent_options or {}),
+            until,
         )
         run_id = run_id or _new_run_id(spec.name, agent_name)
         run_dir = Path(out) / run_id
@@ -229,16 +243,22 @@ def evaluate(
 
         ray_session = RaySession(address)  # join (or start) Ray before a run directory exists
     suite_impl = _load_suite(spec)
-    all_episodes = list(suite_impl.episodes(config.setting, config.seed))[: config.episodes]
+    protocol_episodes = list(suite_impl.episodes(config.setting, config.seed))
+    all_episodes = protocol_episodes[: config.episodes]
     fingerprint = _fingerprint(config, spec)
     store = ResultStore(run_dir, config_hash=fingerprint["config_hash"])
     done = store.completed()  # read-only: a damaged log or an edited manifest stops the run before anything changes
     _check_finished(run_dir, manifest, fingerprint, done, all_episodes)
+    sequential = _sequential_run(run_dir, manifest, config, spec, all_episodes, done)
     store.repair(done)
-    pending = tuple(e for e in all_episodes if e.index not in done)
+    decided = sequential is not None and sequential.decision.decided  # e.g. a decided run resumed: nothing left to play
+    pending = () if decided else tuple(e for e in all_episodes if e.index not in done)
 
     manifest = _start_manifest(manifest, run_id, config, spec, workers, len(pending))
     manifest["fingerprint"] = fingerprint  # checked above; runs from older versions (or without rows) adopt it
+    provenance = _Provenance(manifest, config, spec, all_episodes, protocol_episodes)
+    if sequential is not None:
+        manifest["stopping"] = sequential.record()  # from the first write on: a killed run's resume checks its reference too
     manifest["sessions"][-1].update({"envs_per_worker": envs_per_worker, "executor": executor, "setup_timeout": setup_timeout})
     # A new run's directory appears once its agent is ready: an agent that cannot be built or
     # bound (missing weights, a bad option) fails the run without leaving an empty run behind.
@@ -254,16 +274,12 @@ def evaluate(
     stored = set(done)
     status = "interrupted"
     jobs = _jobs(run_id, config, pending, workers, instance, owns_agent, envs_per_worker, env_mode)
-    if executor == "ray":
-        from vlaeval.evaluators.ray_executor import execute_ray
-
-        events = execute_ray(jobs, ray_session)
-    else:
-        events = _execute(jobs, _episode_context(run_id, config, spec), setup_timeout)
+    events = _execute(jobs, setup_timeout, ray_session)
     try:
         for kind, payload in events:
             if kind == "ready":
                 visible = True
+                provenance.ready(payload)  # takes the environment's facts out of the payload
                 manifest.setdefault("agent", payload)
                 write_manifest(run_dir, manifest)
                 if bar is None:
@@ -283,7 +299,11 @@ def evaluate(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(tally.text(), refresh=False)
-        status = "finished"
+            if provenance.poll():
+                write_manifest(run_dir, manifest)
+            if sequential is not None and sequential.add(payload.episode, float(payload.success)).decided:
+                break  # the finally below closes the executor: pending episodes are cancelled
+        status = "decided" if sequential is not None and sequential.decision.decided else "finished"
     except VlaevalError:
         status = "failed"
         raise
@@ -293,9 +313,12 @@ def evaluate(
             ray_session.close()
         if bar is not None:
             bar.close()
+        provenance.finish(wait=status in ("finished", "decided"))
+        if sequential is not None:
+            manifest["stopping"] = sequential.record()
         manifest["status"] = status
         manifest["sessions"][-1]["ended"] = _now()
-        manifest["finished_at"] = _now() if status == "finished" else None
+        manifest["finished_at"] = _now() if status in ("finished", "decided") else None
         if visible:
             write_manifest(run_dir, manifest)
         if status == "interrupted":
@@ -303,175 +326,41 @@ def evaluate(
                   else "run interrupted before the agent was ready; nothing was stored", file=sys.stderr)
 
     store.write_parquet()
-    from vlaeval.results.store import load_results
+    from vlaeval.results.report import counted_results
 
-    results = load_results(run_dir)
+    results = counted_results(run_dir)
     hooks.vlaeval_run_finished(run=info, results=results)
-    return RunResult(run_id, run_dir, results, spec.protocol.chain_length)
+    return RunResult(run_id, run_dir, results, spec.protocol.chain_length, sequential.decision if sequential is not None else None)
 
 
 def _jobs(run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], workers: int, instance: Any, owns_agent: bool,
-          envs_per_worker: int = 1, env_mode: str = "auto") -> list[_Job]:
-    """The shards: pending episodes dealt round-robin over at most ``workers`` jobs."""
+          envs_per_worker: int = 1, env_mode: str = "auto") -> list[Shard]:
+    """The shards: pending episodes dealt round-robin over at most ``workers`` of them."""
+    spec = spec_of(config.suite)
+    ctx = EpisodeContext(run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
     workers = min(workers, len(pending))
-    return [_Job(w, run_id, config, tuple(pending[w::workers]), instance, owns_agent, envs_per_worker, env_mode) for w in range(workers)]
+    return [Shard(w, ctx, dict(config.agent_options), tuple(pending[w::workers]), instance, owns_agent, envs_per_worker, env_mode)
+            for w in range(workers)]
 
 
-def _execute(jobs: Sequence[_Job], ctx: EpisodeContext, setup_timeout: float) -> Iterator[tuple[str, Any]]:
-    """Yield ``("ready", agent_info)``, ``("record", EpisodeRecord)`` and ``("retry", text)`` events from the shards.
+def _execute(shards: Sequence[Shard], setup_timeout: float, ray_session: Any) -> Iterator[Event]:
+    """The shards' events, from the executor that fits.
 
-    Named agents always play in supervised worker processes; an instance the caller passed in
-    plays in this process when there is a single shard (see the module docstring).
+    Named agents always play in supervised worker processes (or Ray tasks); an instance the
+    caller passed in plays in this process when there is a single shard (see the module docstring).
     """
-    if not jobs:
-        return
-    if len(jobs) == 1 and jobs[0].agent is not None:
-        for kind, payload in _run_shard(jobs[0]):
-            if kind != "started":
-                yield kind, payload
-        return
-    from vlaeval.evaluators.workers import supervise
+    executor: Executor
+    if ray_session is not None:
+        from vlaeval.evaluators.ray_executor import RayExecutor
 
-    yield from supervise(jobs, ctx, setup_timeout=setup_timeout)
+        executor = RayExecutor(ray_session)
+    elif len(shards) == 1 and shards[0].agent is not None:
+        executor = InProcess()
+    else:
+        from vlaeval.evaluators.workers import LocalWorkers
 
-
-def _run_shard(job: _Job) -> Iterator[tuple[str, Any]]:
-    """Build one env and one agent, then play this shard's episodes in order."""
-    if job.envs_per_worker > 1 and len(job.episodes) > 1:
-        yield from _run_shard_batched(job)
-        return
-
-    config = job.config
-    spec: SuiteSpec = spec_of(config.suite)
-    suite_impl = _load_suite(spec)
-    agent = job.agent if job.agent is not None else _build_agent(config)
-    agent_spec = agent_spec_of(agent)
-    action_type = _negotiate(agent_spec, config, spec)
-    try:
-        env = suite_impl.make_env(config.setting, agent_spec, action_type)
-    except VlaevalError:
-        raise
-    except Exception as exc:
-        raise VlaevalError(f"suite {spec.name!r} cannot start its environment: {type(exc).__name__}: {exc}") from exc
-    try:
-        bind = getattr(agent, "bind", None)  # optional for duck-typed agents
-        if callable(bind):
-            with watched_setup("agent.bind()"):
-                bind(
-                    AgentContext(
-                        suite=spec.name,
-                        setting=config.setting,
-                        action_type=action_type,
-                        action_space=env.action_space,
-                        observation_space=env.observation_space,
-                        env=env.unwrapped,
-                        options=dict(config.agent_options),
-                    )
-                )
-        yield "ready", {"name": config.agent, "class": f"{type(agent).__module__}.{type(agent).__qualname__}",
-                        "spec": dataclasses.asdict(agent_spec), "action_type": action_type}
-        ctx = _episode_context(job.run_id, config, spec)
-        for episode in job.episodes:
-            yield "started", episode.index  # before the agent touches it: a dying worker is charged this episode
-            yield "record", run_episode(env, agent, episode, ctx)
-    finally:
-        env.close()
-        if job.owns_agent and callable(getattr(agent, "close", None)):
-            agent.close()
-
-
-def _run_shard_batched(job: _Job) -> Iterator[tuple[str, Any]]:
-    """Build ``envs_per_worker`` envs and a batched agent (or one agent per env), play the shard in lock-step."""
-    import copy
-
-    from vlaeval.evaluators.batched import run_batched
-    from vlaeval.evaluators.envpool import make_pool, resolve_mode
-
-    config = job.config
-    spec: SuiteSpec = spec_of(config.suite)
-    suite_impl = _load_suite(spec)
-    n = min(job.envs_per_worker, len(job.episodes))
-    first = job.agent if job.agent is not None else _build_agent(config)
-    agents = [first]
-    owned = [first] if job.owns_agent else []
-    pool = None
-    try:
-        agent_spec = agent_spec_of(first)
-        action_type = _negotiate(agent_spec, config, spec)
-        batched = is_batched(first)
-
-        def start(make: Callable[[], Any]) -> Any:
-            try:
-                return make()
-            except VlaevalError:
-                raise
-            except Exception as exc:
-                raise VlaevalError(f"suite {spec.name!r} cannot start its environment: {type(exc).__name__}: {exc}") from exc
-
-        def make_env() -> Any:
-            return start(lambda: suite_impl.make_env(config.setting, agent_spec, action_type))
-
-        # A suite that simulates many envs in one batched simulator (simpler on the GPU) offers its own pool.
-        pool = start(lambda: suite_impl.batched_pool(config.setting, agent_spec, action_type, n, job.env_mode))
-        if pool is None:
-            mode = resolve_mode(job.env_mode, n, agent_spec)
-            pool = make_pool(mode, n, suite=spec.name, setting=config.setting, agent_spec=agent_spec, action_type=action_type, make_env=make_env)
-        mode = pool.kind
-        if not batched:
-            for _ in range(n - 1):  # one state per env: an instance each
-                if job.agent is None:
-                    extra = _build_agent(config)
-                else:
-                    try:
-                        extra = copy.deepcopy(job.agent)
-                    except Exception as exc:
-                        raise VlaevalError(
-                            f"{type(job.agent).__name__} has no act_batch()/reset_slot() and cannot be copied for "
-                            f"{n} environments ({type(exc).__name__}: {exc}); pass the agent by name or use --envs-per-worker 1"
-                        ) from exc
-                agents.append(extra)
-                owned.append(extra)
-        for slot, agent in enumerate(agents):
-            bind = getattr(agent, "bind", None)
-            if callable(bind):
-                with watched_setup("agent.bind()"):
-                    bind(
-                        AgentContext(
-                            suite=spec.name,
-                            setting=config.setting,
-                            action_type=action_type,
-                            action_space=pool.action_space,
-                            observation_space=pool.observation_space,
-                            env=None if batched else pool.unwrapped(slot),
-                            options=dict(config.agent_options),
-                        )
-                    )
-        yield "ready", {"name": config.agent, "class": f"{type(first).__module__}.{type(first).__qualname__}",
-                        "spec": dataclasses.asdict(agent_spec), "action_type": action_type,
-                        "batched": batched, "envs_per_worker": n, "env_mode": mode}
-        yield from run_batched(pool, agents, job.episodes, _episode_context(job.run_id, config, spec), batched=batched)
-    finally:
-        if pool is not None:
-            pool.close()
-        for agent in owned:
-            if callable(getattr(agent, "close", None)):
-                agent.close()
-
-
-def _build_agent(config: RunConfig) -> Any:
-    with watched_setup("agent construction"):
-        return make_agent(config.agent, config.agent_options)
-
-
-def _episode_context(run_id: str, config: RunConfig, spec: SuiteSpec) -> EpisodeContext:
-    return EpisodeContext(run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
-
-
-def _negotiate(agent_spec: Any, config: RunConfig, spec: SuiteSpec) -> str:
-    try:
-        return negotiate(agent_spec, spec.conventions, agent_name=config.agent, suite_name=spec.name)
-    except ConventionError as exc:
-        raise VlaevalError(str(exc)) from exc
+        executor = LocalWorkers(setup_timeout=setup_timeout)
+    return executor.run(shards)
 
 
 def _preflight(instance: Any, config: RunConfig, spec: SuiteSpec) -> None:
@@ -486,26 +375,20 @@ def _preflight(instance: Any, config: RunConfig, spec: SuiteSpec) -> None:
     from vlaeval.plugins.manager import registries
 
     if instance is not None:
-        _negotiate(agent_spec_of(instance), config, spec)
+        negotiated_action_type(agent_spec_of(instance), spec, config.agent)
         return
     agents = registries().agent
     if config.agent in agents:
         target = agents.get(config.agent).load()
         declared = getattr(target, "spec", None)
         if isinstance(declared, AgentSpec):  # not a per-instance property
-            _negotiate(declared, config, spec)
+            negotiated_action_type(declared, spec, config.agent)
         preflight = getattr(target, "preflight", None)
         if callable(preflight):
             preflight(dict(config.agent_options))
     elif ":" not in config.agent and not Path(config.agent).exists():  # no name, URI, module:attr or path: a typo
         agents.get(config.agent)  # raises the did-you-mean error before a worker is spawned
 
-
-def _load_suite(spec: SuiteSpec) -> Suite:
-    from vlaeval.plugins.registry import import_target
-
-    cls = import_target(spec.target, what=f"suite {spec.name!r}")
-    return cls()
 
 
 class _Tally:
@@ -542,7 +425,24 @@ def _progress_bar(total: int, initial: int, spec: SuiteSpec, *, enabled: bool) -
 #: The JSON type of each saved config field.
 _CONFIG_TYPES: Mapping[str, type | tuple[type, ...]] = {
     "agent": str, "suite": str, "setting": str, "episodes": int, "seed": int, "step_timeout": (int, float), "agent_options": dict,
+    "until": (dict, type(None)),
 }
+
+
+def _config_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as the manifest saves it; ``until`` only when set, so runs without a stopping
+    rule keep the manifest (and config hash) they always had."""
+    saved = dataclasses.asdict(config)
+    if config.until is None:
+        del saved["until"]
+    return saved
+
+
+def _default_episodes(spec: SuiteSpec, until: StoppingRule | None) -> int:
+    """All of the protocol's episodes; for a paired test, those the reference run has (it pairs no more)."""
+    if until is not None and until.against is not None:
+        return min(reference_size(until.against), spec.protocol.episodes) or spec.protocol.episodes
+    return spec.protocol.episodes
 
 
 def _config_from_manifest(manifest: Mapping[str, Any], run_dir: Path) -> RunConfig:
@@ -554,6 +454,8 @@ def _config_from_manifest(manifest: Mapping[str, Any], run_dir: Path) -> RunConf
         value = getattr(config, name)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise VlaevalError(f"{run_dir}/manifest.json: config.{name} cannot be {value!r}; restore it to resume the run")
+    if config.until is not None:
+        config = dataclasses.replace(config, until=StoppingRule.from_config(config.until, f"{run_dir}/manifest.json"))
     return config
 
 
@@ -568,6 +470,8 @@ def _fingerprint(config: RunConfig, spec: SuiteSpec) -> dict[str, Any]:
         "agent": config.agent, "agent_options": dict(config.agent_options), "suite": config.suite, "suite_version": spec.version,
         "setting": config.setting, "seed": config.seed, "step_timeout": float(config.step_timeout),
     }
+    if config.until is not None:  # a stopping rule decides how many episodes are played; absent, older hashes stay valid
+        fields["until"] = dataclasses.asdict(config.until)
     return {"config_hash": config_hash(fields), "fields": fields}
 
 
@@ -600,10 +504,11 @@ def _check_finished(run_dir: Path, manifest: Mapping[str, Any], fingerprint: Map
     recorded = manifest.get("fingerprint")
     before = recorded.get("fields") if isinstance(recorded, dict) else None
     if isinstance(before, dict):
-        changed = [k for k in fields if k in before and canonical_json(before[k]) != canonical_json(fields[k])]
+        checked = [k for k in {**before, **fields} if k in before or k == "until"]  # not fields older versions lacked
+        changed = [k for k in checked if canonical_json(before.get(k)) != canonical_json(fields.get(k))]
         if changed:
             raise VlaevalError(f"{run_dir}: {changed[0]} differs: the finished episodes were played with {changed[0]} "
-                               f"{canonical_json(before[changed[0]])}, the manifest now says {canonical_json(fields[changed[0]])}; {fix}")
+                               f"{canonical_json(before.get(changed[0]))}, the manifest now says {canonical_json(fields.get(changed[0]))}; {fix}")
     for rec in done.values():
         if rec.config_hash is not None and rec.config_hash != fingerprint["config_hash"]:
             raise VlaevalError(f"{run_dir}: episode {rec.episode} was played with a different configuration (config_hash "
@@ -611,11 +516,179 @@ def _check_finished(run_dir: Path, manifest: Mapping[str, Any], fingerprint: Map
                                f"timeout differ; {fix}")
 
 
-def spec_of(suite: str) -> SuiteSpec:
-    """The registered suite's spec (a clear error for an unknown name)."""
+def _sequential_run(run_dir: Path, manifest: Mapping[str, Any], config: RunConfig, spec: SuiteSpec, episodes: Sequence[EpisodeSpec],
+                    done: Mapping[int, EpisodeRecord]) -> SequentialRun | None:
+    """The run's sequential test, fed with the episodes already finished (a resume continues it).
+
+    A paired test needs its reference run on these very episodes, checked before anything is
+    played; a resumed one also needs the reference to still hold the results the test began with,
+    or the "same test" would silently pair with other outcomes.
+    """
+    rule = config.until
+    if rule is None:
+        return None
+    reference = None
+    if rule.against is not None:
+        reference = reference_outcomes(rule.against, suite=spec.name, version=spec.version, setting=config.setting,
+                                       episodes=[(e.index, e.seed, e.tasks) for e in episodes])
+        stopping = manifest.get("stopping")
+        before = stopping.get("reference") if isinstance(stopping, dict) else None
+        if isinstance(before, dict) and isinstance(before.get("episodes"), int) and before["episodes"] <= len(reference):
+            if outcomes_hash(reference, before["episodes"]) != before.get("sha256"):
+                raise VlaevalError(f"{run_dir}: the results of --against {rule.against} on its first {before['episodes']} episodes "
+                                   f"changed since this run's test began; the test cannot continue: start a new run")
+    return SequentialRun(rule, {i: float(r.success) for i, r in done.items()}, reference)
+
+
+class _Provenance:
+    """How a run's scores were produced: its protocol fingerprint and render fingerprint, in its manifest.
+
+    ``manifest["fingerprint"]`` (``config_hash``) is what the user asked for, the fields a resume
+    checks so that rows of two configurations never mix in one run.  ``manifest["protocol"]``
+    (``protocol_hash``, :mod:`vlaeval.results.fingerprint`) is everything that changes a score,
+    asked for or not (package versions, the observation shapes and control rate the environment
+    really has, the renderer): what ``report`` and ``gate`` compare between runs.  Its
+    environment half exists only where environments are built, in the workers, so it is
+    completed at the first ``ready``.  Agent options are filled in with the registered target's
+    keyword defaults; a factory taking ``**options`` (``kosmos-lstm*``) declares none, and a runtime
+    picked at the first step (``runtime=auto``) is recorded as requested: pin ``--runtime`` to make
+    the runtime itself part of the protocol.  Each resumed session recomputes the protocol; a
+    difference from the recorded one (other than more episodes) is printed and listed in the
+    session as ``protocol_differences``, and the protocol now in force is kept.
+
+    The render fingerprint (:mod:`vlaeval.envs.fingerprint`) is taken only when the agent reads a
+    camera, once per run (a resumed session keeps a recorded one), by the driver in a subprocess
+    (``python -m vlaeval.envs.fingerprint``) started at the first ``ready``.  Not in the workers: W
+    of them would take it W times, and a worker's agent would wait for it; not in the driver's
+    own process: simpler builds a SAPIEN scene for it (10-25 s, a Vulkan device), which the
+    process holding the results store should neither wait for nor keep loaded.  So it costs no
+    wall time while episodes play; a run that ends first waits for it, at most
+    :data:`RENDER_TIMEOUT`.  It describes the machine running ``vlaeval run``; with Ray, other
+    nodes may render otherwise (``vlaeval doctor`` on each checks that).  Thumbnails are left out
+    of the manifest (about 2 kB per frame and camera): they only serve the tolerance check against
+    the committed reference, done here, and frame hashes tell runs apart exactly.
+    """
+
+    def __init__(self, manifest: dict[str, Any], config: RunConfig, spec: SuiteSpec, episodes: Sequence[EpisodeSpec],
+                 protocol_episodes: Sequence[EpisodeSpec]) -> None:
+        self.manifest, self.config, self.spec = manifest, config, spec
+        self.episodes, self.protocol_episodes = episodes, protocol_episodes
+        self.render: _RenderCheck | None = None
+
+    def ready(self, payload: dict[str, Any]) -> None:
+        """Fingerprint the protocol from a worker's ready payload (its ``env`` entry is removed)."""
+        env = payload.pop("env", {})
+        agent_spec = AgentSpec(**payload["spec"])
+        recorded = self.manifest.get("render")
+        if any(k.startswith("rgb") for k in agent_spec.observation_keys) and not (isinstance(recorded, dict) and "renderer" in recorded):
+            self.render = _RenderCheck(self.spec.name)
+        renderer = recorded.get("renderer") if isinstance(recorded, dict) and self.render is None else None
+        protocol = protocol_fingerprint(
+            suite=self.spec, setting=self.config.setting, episodes=self.episodes, agent=self.config.agent, agent_spec=agent_spec,
+            action_type=payload["action_type"], agent_options=_option_defaults(self.config.agent) | dict(self.config.agent_options),
+            env_kwargs=env.get("env_kwargs"), observation_shapes=env.get("observation_shapes"), control_hz=env.get("control_hz"),
+            renderer=renderer, protocol_episodes=self.protocol_episodes,
+        )
+        before = self.manifest.get("protocol")
+        if isinstance(before, dict):
+            changed = protocol_differences(before, protocol)
+            for name, old, new in changed:
+                print(f"warning: this session's protocol differs from the run's: "
+                      f"{describe_difference(name, old, new, ('the finished episodes', 'this session'))}", file=sys.stderr)
+            if changed:
+                self.manifest["sessions"][-1]["protocol_differences"] = [name for name, _, _ in changed]
+        self._set(protocol)
+
+    def poll(self) -> bool:
+        """Record the render fingerprint if it has just finished; whether the manifest changed."""
+        if self.render is None or not self.render.done():
+            return False
+        self._record(self.render.result())
+        return True
+
+    def finish(self, *, wait: bool) -> None:
+        """At the run's end: wait for the render fingerprint (a finished run) or drop it."""
+        if self.render is None:
+            return
+        if wait:
+            if not self.render.done():
+                print(f"waiting for the render fingerprint of {self.spec.name!r} (at most {RENDER_TIMEOUT:g} s)", file=sys.stderr)
+            self._record(self.render.result(RENDER_TIMEOUT))
+        else:
+            self.render.cancel()
+            self.render = None
+
+    def _record(self, result: tuple[dict[str, Any] | None, str | None]) -> None:
+        from vlaeval.envs.fingerprint import compare_render, load_reference
+
+        self.render = None
+        fp, error = result
+        if fp is None:
+            print(f"warning: render fingerprint of {self.spec.name!r} not taken: {error}", file=sys.stderr)
+            self.manifest["render"] = {"error": error}
+            return
+        try:
+            reference = load_reference(self.spec.name)
+        except VlaevalError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+            reference = None
+        differences = compare_render(fp, reference) if reference is not None else []
+        for line in differences:
+            print(f"warning: render fingerprint of {self.spec.name!r} differs from its reference: {line}", file=sys.stderr)
+        self.manifest["render"] = {"renderer": fp["renderer"], "frames": [{k: v for k, v in f.items() if k != "thumbnail_png"} for f in fp["frames"]],
+                                   "reference": reference is not None, "differences": differences}
+        if isinstance(self.manifest.get("protocol"), dict):
+            self._set({**self.manifest["protocol"], "renderer": dict(fp["renderer"])})
+
+    def _set(self, protocol: dict[str, Any]) -> None:
+        self.manifest["protocol"] = protocol
+        self.manifest["protocol_hash"] = fingerprint_hash(protocol)
+
+
+class _RenderCheck:
+    """``python -m vlaeval.envs.fingerprint SUITE`` running beside the evaluation (see :class:`_Provenance`)."""
+
+    def __init__(self, suite: str) -> None:
+        import tempfile
+
+        self.suite = suite
+        self.errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: warnings can never fill it and stall the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "vlaeval.envs.fingerprint", suite], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.errors, text=True)
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def result(self, timeout: float | None = None) -> tuple[dict[str, Any] | None, str | None]:
+        """(the fingerprint, None) or (None, why there is none)."""
+        import json
+
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            return None, f"still running after {timeout:g} s; see `vlaeval doctor --suite {self.suite}`"
+        self.errors.seek(0)
+        lines = [line.strip() for line in self.errors.read().splitlines() if line.strip()]
+        self.errors.close()
+        if self.proc.returncode != 0 or not out.strip():
+            return None, (lines[-1] if lines else f"exit status {self.proc.returncode}")
+        return json.loads(out.strip().splitlines()[-1]), None
+
+    def cancel(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.errors.close()
+
+
+def _option_defaults(agent: str) -> dict[str, Any]:
+    """The constructor defaults of a registered agent (already imported by :func:`_preflight`);
+    none for URIs, paths and instances, whose constructors the driver does not know."""
     from vlaeval.plugins.manager import registries
 
-    return registries().suite.get(suite).spec
+    agents = registries().agent
+    return agent_option_defaults(agents.get(agent).load()) if agent in agents else {}
+
 
 
 def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, spec: SuiteSpec, workers: int, pending: int) -> dict[str, Any]:
@@ -626,7 +699,7 @@ def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, sp
         manifest = {
             "run_id": run_id,
             "vlaeval_version": __version__,
-            "config": dataclasses.asdict(config),
+            "config": _config_dict(config),
             "suite": {
                 "name": spec.name,
                 "version": spec.version,

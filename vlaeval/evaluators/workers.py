@@ -2,9 +2,9 @@
 
 Agent code is untrusted and runs only here, in spawned worker processes, never in the driver
 that owns the results store and the manifest (:func:`vlaeval.evaluate` is the driver).  Each
-worker plays a shard with :func:`~vlaeval.evaluators.runner._run_shard` and sends the driver its
-events over its own pipe, synchronously: an episode's ``started`` event is in the pipe before any
-agent or env code touches the episode, so it survives the worker dying an instant later.
+worker plays a shard with :func:`~vlaeval.evaluators.executors.play_shard` and sends the driver
+its events over its own pipe, synchronously: an episode's ``started`` event is in the pipe before
+any agent or env code touches the episode, so it survives the worker dying an instant later.
 
 Whatever ends a worker (SIGKILL, a segfault, ``os._exit``, ``SystemExit`` or
 ``KeyboardInterrupt`` raised by the agent), the driver charges the episodes it had in flight,
@@ -17,7 +17,7 @@ normally and only the culprit is charged again.  Every restart is a ``retry`` ev
 runner lists in the manifest's session (as the Ray executor does).
 
 Hangs: the in-process step deadline (SIGALRM) can be caught by the agent, so the driver also
-reads each worker's :class:`~vlaeval.evaluators.episode.CallClock` and kills a worker whose
+reads each worker's :class:`~vlaeval.evaluators.guards.CallClock` and kills a worker whose
 agent call has run :func:`step_grace` seconds past the step timeout.  A hang is a verdict, not
 bad luck: the episode is failed with the timeout error and not retried (unless several episodes
 were in flight, when each is retried alone as above).  Agent construction and ``bind()`` get
@@ -39,7 +39,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Iterator, Sequence
 
 from vlaeval.errors import VlaevalError
-from vlaeval.evaluators.episode import CallClock, EpisodeContext, make_row, publish_calls, step_timeout_message
+from vlaeval.evaluators.executors import Event, EventMerge, Shard, play_shard
+from vlaeval.evaluators.guards import CallClock, publish_calls, step_timeout_message
 from vlaeval.results.store import EpisodeRecord
 
 #: Workers an episode may kill before it is stored as failed instead of retried.
@@ -65,33 +66,44 @@ class _Worker:
     """One worker slot: the process playing ``job`` now, and the jobs the slot plays after it."""
 
     slot: int
-    job: Any  # runner._Job
+    job: Shard
     proc: Any
     conn: Connection
     clock: CallClock
-    later: list[Any] = field(default_factory=list)
+    later: list[Shard] = field(default_factory=list)
     ready: bool = False
     finished: bool = False
     note: str | None = None  # the worker's own account of why it is exiting
     in_flight: dict[int, float] = field(default_factory=dict)  # episode index -> perf_counter when started
 
 
-def supervise(jobs: Sequence[Any], ctx: EpisodeContext, *, setup_timeout: float) -> Iterator[tuple[str, Any]]:
-    """Play ``jobs`` (runner ``_Job`` shards) in supervised worker processes; yield the runner's events.
+class LocalWorkers:
+    """The executor of named agents: each shard in its own supervised worker process.
 
-    Events: ``("ready", agent_info)`` once, ``("record", EpisodeRecord)`` per episode (each index
-    exactly once, including the failed rows of episodes that killed or hung their worker) and
-    ``("retry", text)`` whenever a worker is replaced.
+    Its events (see :mod:`vlaeval.evaluators.executors`) hold each episode exactly once, including
+    the failed rows of episodes that killed or hung their worker, and a ``retry`` whenever a
+    worker is replaced.
     """
+
+    def __init__(self, *, setup_timeout: float) -> None:
+        self.setup_timeout = setup_timeout
+
+    def run(self, shards: Sequence[Shard]) -> Iterator[Event]:
+        if shards:
+            yield from _supervise(shards, setup_timeout=self.setup_timeout)
+
+
+def _supervise(jobs: Sequence[Shard], *, setup_timeout: float) -> Iterator[Event]:
+    ctx = jobs[0].context
     spawn = mp.get_context("spawn")
     specs = {e.index: e for job in jobs for e in job.episodes}
-    done: set[int] = set()
+    merge = EventMerge()
+    done = merge.done
     deaths: collections.Counter[int] = collections.Counter()
     workers: dict[int, _Worker] = {}
-    ready_sent = False
     step_timeout = ctx.step_timeout
 
-    def start(slot: int, queue: list[Any]) -> None:
+    def start(slot: int, queue: list[Shard]) -> None:
         job, later = queue[0], queue[1:]
         reader, writer = spawn.Pipe(duplex=False)
         values = spawn.RawArray("d", CallClock.SIZE)
@@ -103,9 +115,9 @@ def supervise(jobs: Sequence[Any], ctx: EpisodeContext, *, setup_timeout: float)
     def failed(index: int, started: float, error: str) -> EpisodeRecord:
         episode = specs[index]
         done.add(index)
-        return EpisodeRecord(index, episode.seed, (make_row(ctx, episode, 0, False, 0, started, error),))
+        return EpisodeRecord(index, episode.seed, (ctx.row(episode, 0, False, 0, time.perf_counter() - started, error),))
 
-    def lost(w: _Worker, cause: str, timed_out: str | None = None) -> Iterator[tuple[str, Any]]:
+    def lost(w: _Worker, cause: str, timed_out: str | None = None) -> Iterator[Event]:
         """The worker is gone: fail or re-queue its in-flight episodes, restart the rest of its shard."""
         del workers[w.slot]
         in_flight = [i for i in w.in_flight if i not in done]
@@ -129,7 +141,7 @@ def supervise(jobs: Sequence[Any], ctx: EpisodeContext, *, setup_timeout: float)
                 error = f"the agent killed its worker {deaths[i]} times (last: {cause}); the episode is not retried"
             verdicts.append(i)
             yield "record", failed(i, w.in_flight[i], error)
-        queue: list[Any] = []
+        queue: list[Shard] = []
         suspects = tuple(specs[i] for i in retried)
         if w.job.envs_per_worker > 1 and len(suspects) > 1:
             queue.append(dataclasses.replace(w.job, episodes=suspects, envs_per_worker=1))  # alone, one at a time
@@ -152,21 +164,18 @@ def supervise(jobs: Sequence[Any], ctx: EpisodeContext, *, setup_timeout: float)
         if w.later:
             start(w.slot, w.later)
 
-    def receive(w: _Worker) -> Iterator[tuple[str, Any]]:
+    def receive(w: _Worker) -> Iterator[Event]:
         """Act on every event the worker has sent so far."""
-        nonlocal ready_sent
         for kind, payload in _drain(w.conn):
             if kind == "started":
                 w.in_flight[payload] = time.perf_counter()
             elif kind == "record":
                 w.in_flight.pop(payload.episode, None)
-                if payload.episode not in done:
-                    done.add(payload.episode)
+                if merge.accept(kind, payload):
                     yield kind, payload
             elif kind == "ready":
                 w.ready = True
-                if not ready_sent:
-                    ready_sent = True
+                if merge.accept(kind, payload):
                     yield kind, payload
             elif kind == "fatal":
                 raise VlaevalError(payload)
@@ -214,7 +223,7 @@ def supervise(jobs: Sequence[Any], ctx: EpisodeContext, *, setup_timeout: float)
             w.conn.close()
 
 
-def _drain(conn: Connection) -> Iterator[tuple[str, Any]]:
+def _drain(conn: Connection) -> Iterator[Event]:
     """Every event already in the pipe (a dead worker's pipe ends in EOF)."""
     try:
         while conn.poll():
@@ -239,14 +248,12 @@ def _exit_cause(code: int | None, note: str | None) -> str:
     return f"{text}: {note}" if note else text
 
 
-def _worker_main(job: Any, conn: Connection, values: Any) -> None:
+def _worker_main(job: Shard, conn: Connection, values: Any) -> None:
     """A worker process: play ``job``, sending every event to the driver as it happens."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's; a KeyboardInterrupt here is the agent's
-    from vlaeval.evaluators.runner import _run_shard
-
     publish_calls(CallClock(values))
     try:
-        for event in _run_shard(job):
+        for event in play_shard(job):
             conn.send(event)
         conn.send(("done", None))
     except VlaevalError as exc:

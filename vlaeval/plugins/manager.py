@@ -13,6 +13,12 @@ so none of its hooks runs, named with the error in one warning line, and listed 
 only when all of that plugin's hooks succeeded, so a hook that raised halfway leaves nothing
 behind.  Two plugins claiming one name are not a load error: the :class:`Registry` records the
 clash and only using that name fails.
+
+Registration hooks are called like every other hook, through pluggy (``pm.hook.<name>(...)``),
+so hook wrappers, ``tryfirst``/``trylast`` and ``VLAEVAL_TRACE_PLUGINS`` apply to them too; only
+the call is made once per implementing plugin (a pluggy hook caller restricted to that plugin and
+the wrappers), because one call for all of them would stop at the first plugin that raises and
+could not tell whose registrations were whose.  A wrapper therefore wraps each plugin's call.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import pluggy
 
 from vlaeval.errors import VlaevalError
 from vlaeval.plugins import hookspecs
-from vlaeval.plugins.registry import Entry, Registry
+from vlaeval.plugins.registry import Entry, Registry, import_target
 
 if TYPE_CHECKING:
     import click
@@ -45,7 +51,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 ENTRY_POINT_GROUP = "vlaeval"
-KINDS = ("agent", "suite", "metric", "reporter", "trainer")
 
 logger = logging.getLogger(__name__)
 
@@ -137,17 +142,33 @@ def registries() -> Registries:
     return _cache[1]
 
 
+def suite_spec(name: str) -> Any:
+    """The registered suite's :class:`~vlaeval.envs.suite.SuiteSpec` (a did-you-mean error for an
+    unknown name); nothing of the suite is imported.
+
+    Typed ``Any`` here and in :func:`load_suite` because this layer sits below the suites' and
+    must not import them: it finds them by name.
+    """
+    return registries().suite.get(name).spec
+
+
+def load_suite(spec: Any) -> Any:
+    """An instance of the suite implementation ``spec`` names (imports its simulator's modules)."""
+    cls = import_target(spec.target, what=f"suite {spec.name!r}")
+    return cls()
+
+
 def add_plugin_commands(cli: click.Group) -> None:
     """Run ``vlaeval_register_commands`` for each plugin on a copy of ``cli`` and add what it added
     only when its hook returned: a plugin that fails halfway is skipped, not half-installed."""
     import click
 
     pm = plugin_manager()
-    for impl in reversed(pm.hook.vlaeval_register_commands.get_hookimpls()):  # pluggy's call order: the same plugin wins a name
+    for plugin in _call_order(pm, "vlaeval_register_commands"):  # pluggy's order: the same plugin wins a name
         staging = click.Group(cli.name, commands=dict(cli.commands))
-        error = _failure(lambda: _call(impl, cli=staging))
+        error = _failure(lambda: _hook_of(pm, "vlaeval_register_commands", plugin)(cli=staging))
         if error is not None:
-            _skip(pm, impl.plugin_name, f"vlaeval_register_commands raised {_one_line(error)}")
+            _skip(pm, pm.get_name(plugin), f"vlaeval_register_commands raised {_one_line(error)}")
             continue
         for name, command in staging.commands.items():
             if cli.commands.get(name) is not command:
@@ -184,36 +205,54 @@ _REGISTRATION_HOOKS: tuple[tuple[str, str, Callable[[str, str, list[Entry]], Cal
 
 
 def _collect(pm: pluggy.PluginManager) -> Registries:
-    """Call each registration hook once per implementation, in registration order (built-ins first).
+    """Call each registration hook once per implementing plugin, in pluggy's call order.
 
-    Each implementation gets a ``register`` that knows which plugin is calling: that is how
-    listings and clash errors name the origin.  Entries are staged and committed only for
-    plugins whose every hook returned.
+    Each call gets a ``register`` that knows which plugin is calling: that is how listings and
+    clash errors name the origin.  Entries are staged per plugin and committed only for plugins
+    whose every hook returned, in the order the plugins were loaded (built-ins first), so a
+    listing names the older of two claimants first whichever order pluggy called them in.
     """
-    staged: list[Entry] = []
+    staged: dict[str, list[Entry]] = {pm.get_name(p): [] for p in _load_order(pm)}
     failed: dict[str, str] = {}
     for hook_name, kind, make_register in _REGISTRATION_HOOKS:
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            if impl.plugin_name in failed:
+        for plugin in _call_order(pm, hook_name):
+            name = pm.get_name(plugin)
+            if name in failed:
                 continue
             own: list[Entry] = []
-            error = _failure(lambda: _call(impl, register=make_register(kind, impl.plugin_name, own)))
+            error = _failure(lambda: _hook_of(pm, hook_name, plugin)(register=make_register(kind, name, own)))
             if error is not None:
-                failed[impl.plugin_name] = f"{hook_name} raised {_one_line(error)}"
+                failed[name] = f"{hook_name} raised {_one_line(error)}"
                 continue
-            staged.extend(own)
+            staged[name].extend(own)
     for name, error in failed.items():
         _skip(pm, name, error)
     regs = Registries()
-    for entry in staged:
-        if entry.plugin not in failed:
-            regs.of(entry.kind).add(entry)
+    for name, entries in staged.items():
+        if name not in failed:
+            for entry in entries:
+                regs.of(entry.kind).add(entry)
     return regs
 
 
-def _call(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
-    """Call one implementation with the arguments it declares (pluggy lets it take any subset)."""
-    return impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+def _load_order(pm: pluggy.PluginManager) -> list[object]:
+    """Registered plugins in the order they were loaded (``get_plugins`` is a set)."""
+    return [plugin for name, plugin in pm.list_name_plugin() if plugin is not None]
+
+
+def _implementers(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
+    return [impl for impl in getattr(pm.hook, hook_name).get_hookimpls() if not (impl.hookwrapper or impl.wrapper)]
+
+
+def _call_order(pm: pluggy.PluginManager, hook_name: str) -> list[object]:
+    """The plugins implementing ``hook_name`` (wrappers aside), in the order pluggy calls them."""
+    return [impl.plugin for impl in reversed(_implementers(pm, hook_name))]
+
+
+def _hook_of(pm: pluggy.PluginManager, hook_name: str, plugin: object) -> Any:
+    """``pm.hook.<hook_name>`` restricted to ``plugin``'s implementation and every wrapper."""
+    others = [impl.plugin for impl in _implementers(pm, hook_name) if impl.plugin is not plugin]
+    return pm.subset_hook_caller(hook_name, remove_plugins=others)
 
 
 def _failure(plugin_code: Callable[[], Any]) -> BaseException | None:

@@ -55,6 +55,7 @@ def protocol_fingerprint(
     control_hz: float | None = None,
     versions: Mapping[str, str] | None = None,
     renderer: Mapping[str, Any] | None = None,
+    protocol_episodes: Sequence[EpisodeSpec] | None = None,
 ) -> dict[str, Any]:
     """The canonical description of how a run's scores were produced.
 
@@ -71,6 +72,9 @@ def protocol_fingerprint(
         control_hz: the environment's control rate (its ``metadata["render_fps"]`` for the built-in suites).
         versions: package versions (default: :func:`score_versions`).
         renderer: renderer, driver and device (a render fingerprint's ``renderer``), if recorded.
+        protocol_episodes: the suite's whole episode list for this setting and seed, of which
+            ``episodes`` are the first; its hash lets :func:`protocol_differences` tell a run of 200
+            episodes from a run of other episodes when it is compared with a run of 1000.
 
     The record holds JSON values only (tuples become lists), so it equals itself read back from a manifest.
     """
@@ -79,7 +83,8 @@ def protocol_fingerprint(
         "fingerprint_version": FINGERPRINT_VERSION,
         "suite": {"name": suite.name, "version": suite.version, "setting": setting, "env_ids": list(suite.env_ids)},
         "episodes": {"count": len(episodes), "sha256": episodes_hash(episodes),
-                     "indices": _ranges([e.index for e in episodes])},
+                     "indices": _ranges([e.index for e in episodes]),
+                     "protocol_sha256": None if protocol_episodes is None else episodes_hash(protocol_episodes)},
         "termination": {"max_steps": suite.protocol.max_steps, "chain_length": suite.protocol.chain_length, "loop": EPISODE_LOOP},
         "control_hz": control_hz,
         "action": {"type": action_type, "rotation": suite.conventions.rotation, "gripper": suite.conventions.gripper,
@@ -112,6 +117,34 @@ def diff_fingerprints(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[
         if canonical_json(va) != canonical_json(vb):
             out.append((key, va, vb))
     return out
+
+
+def protocol_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """:func:`diff_fingerprints` of two runs' fingerprints, except that runs of different sizes
+    drawn from one episode list do not differ by their episodes.
+
+    Users gate a run of 200 chains against a baseline of 1000: the first 200 of the same seeded
+    list are a smaller sample of the same episodes, not other episodes, and the gate's unpaired
+    tests are made for samples of different sizes.  That holds when both record the same
+    ``episodes.protocol_sha256`` and each played a prefix ``0..n-1`` of that list; anything else
+    (another seed, other indices, a fingerprint that cannot tell) stays a difference.
+    """
+    differences = diff_fingerprints(a, b)
+    if _same_list_prefixes(a, b):
+        differences = [d for d in differences if d[0] not in _EPISODE_SIZE_FIELDS]
+    return differences
+
+
+def accepted(name: str, patterns: Sequence[str]) -> bool:
+    """Whether a differing field is one a user accepted: a pattern names it or a group above it
+    (``versions`` accepts ``versions.pybullet``; ``version`` does not)."""
+    return any(name == p or name.startswith(f"{p}.") for p in patterns)
+
+
+def describe_difference(name: str, a: Any, b: Any, where: tuple[str, str]) -> str:
+    """``versions.pybullet: '3.2.7' in the baseline, '3.2.6' in the run``, with hashes and long
+    values shortened so the line stays readable."""
+    return f"{name}: {_short(a)} in {where[0]}, {_short(b)} in {where[1]}"
 
 
 def episodes_hash(episodes: Sequence[EpisodeSpec]) -> str:
@@ -159,6 +192,30 @@ def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[path] = item
     return out
+
+
+#: The fields that differ between runs of different sizes on one episode list.
+_EPISODE_SIZE_FIELDS = ("episodes.count", "episodes.indices", "episodes.sha256")
+
+
+def _same_list_prefixes(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    ea, eb = (_mapping(fp.get("episodes")) for fp in (a, b))
+    source = ea.get("protocol_sha256")
+    return source is not None and source == eb.get("protocol_sha256") and all(_is_prefix(e) for e in (ea, eb))
+
+
+def _is_prefix(episodes: Mapping[str, Any]) -> bool:
+    count = episodes.get("count")
+    return isinstance(count, int) and count > 0 and episodes.get("indices") == _ranges(range(count))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _short(value: Any) -> str:
+    text = ABSENT if value == ABSENT else canonical_json(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _ranges(indices: Sequence[int]) -> str:

@@ -2,7 +2,9 @@
 
 Each reporter is ``fn(report, out) -> str``: it renders the report, writes it to ``out`` when a
 path is given, and returns the text (the CLI prints it when there is no ``out``).  The HTML page,
-which has plots and provenance to assemble, lives in :mod:`vlaeval.results.html`.
+which has plots and provenance to assemble, lives in :mod:`vlaeval.results.html`.  Text formats
+end with the smallest drop each run could detect (:func:`vlaeval.results.plan.detectable`), JSON has it under
+``detectable``: a pass means little from a run too small to see the drop that matters.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vlaeval.durable import write_text
+from vlaeval.results.plan import detectable, detectable_lines
 from vlaeval.results.report import Report
 
 
@@ -32,7 +35,7 @@ def csv(report: Report, out: Path | None = None) -> str:
 
 def json_format(report: Report, out: Path | None = None) -> str:
     """The aggregate metrics with their intervals, machine-readable."""
-    return _emit(json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n", out)
+    return _emit(json.dumps(_finite({**report.to_dict(), "detectable": detectable(report)}), indent=2, allow_nan=False) + "\n", out)
 
 
 def _sections(report: Report, render: Any, heading: str = "", quote: str = "") -> str:
@@ -41,6 +44,7 @@ def _sections(report: Report, render: Any, heading: str = "", quote: str = "") -
     for suite, setting in report.groups():
         chunks.append(f"{heading}{suite} · {setting}\n\n{render(report.wide(suite, setting))}\n")
     chunks.append("95 % intervals: Wilson for proportions, bootstrap for means.\n")
+    chunks.append("".join(f"{quote}detectable: {line}\n" for line in detectable_lines(report)))
     return "\n".join(chunks)
 
 

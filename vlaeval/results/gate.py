@@ -15,19 +15,31 @@ not pair (plugin metrics) keep the unpaired test, and the table says which test 
 It also fails when the run or the baseline is incomplete (interrupted, failed, or killed while
 running): 42 chains of a planned 300 can pass a test that the full run would fail, and a CI job
 whose evaluation died half-way must not go green.  ``allow_incomplete`` compares what there is.
+A run its sequential test ended (``--until decided``) is not incomplete: it stopped by design,
+and the gate says so in a note.
+
+A metric's drop means a regression only if both runs were made the same way, so the gate
+refuses (a :class:`VlaevalError`, exit 2) a baseline whose protocol fingerprint differs from the
+run's (:func:`vlaeval.results.fingerprint.protocol_differences`: runs of different sizes drawn
+from one seeded episode list do not differ) in a field not ``accept`` ed; accepted differences
+are notes.  Baselines recorded before runs had protocol fingerprints (the committed
+``results/calvin-expert-*``) are gated as before, with a note saying so.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from vlaeval.errors import VlaevalError
-from vlaeval.results.report import MetricResult, build_report, format_estimate
+from vlaeval.results.fingerprint import accepted, describe_difference, protocol_differences
+from vlaeval.results.report import MetricResult, Report, build_report, format_estimate
 from vlaeval.results.stats import Estimate, Proportion, holm_adjust, worse_p_value
 
 CORRECTIONS = ("holm", "none")
+#: Protocol fingerprint fields that describe the agent under test rather than the evaluation.
+SUBJECT_FIELDS = ("agent",)
 
 
 @dataclass(frozen=True)
@@ -97,8 +109,11 @@ class GateResult:
 
 
 def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], *, alpha: float = 0.05, correction: str = "holm",
-             allow_incomplete: bool = False, paired: bool = False) -> GateResult:
-    """Compare a run with a baseline run directory (e.g. one committed under ``results/``)."""
+             allow_incomplete: bool = False, paired: bool = False, accept: Sequence[str] = ()) -> GateResult:
+    """Compare a run with a baseline run directory (e.g. one committed under ``results/``).
+
+    ``accept``: protocol fields (dotted, a group accepts the fields under it) that may differ.
+    """
     if not 0 < alpha < 1:
         raise VlaevalError(f"--alpha must be between 0 and 1, not {alpha}")
     if correction not in CORRECTIONS:
@@ -107,9 +122,13 @@ def run_gate(run_dir: str | os.PathLike[str], baseline: str | os.PathLike[str], 
     base = {m.key: m for m in base_report.metrics}
     cur = {m.key: m for m in cur_report.metrics}
     _check_versions(base, cur)
+    protocol_notes = _check_protocols(cur_report, base_report, accept)
     common = [k for k in base if k in cur]
-    incomplete = tuple(f"the {role} {note}" for role, report in (("run", cur_report), ("baseline", base_report)) for note in report.notes)
-    notes = tuple(f"only in baseline: {k[3]}[{k[2]}] ({k[1]})" for k in base if k not in cur) + (incomplete if allow_incomplete else ())
+    reports = (("run", cur_report), ("baseline", base_report))
+    incomplete = tuple(f"the {role} {note}" for role, report in reports for note in report.incomplete)
+    caveats = tuple(f"the {role} {note}" for role, report in reports for note in report.notes if note not in report.incomplete)
+    notes = (protocol_notes + caveats + tuple(f"only in baseline: {k[3]}[{k[2]}] ({k[1]})" for k in base if k not in cur)
+             + (incomplete if allow_incomplete else ()))
     if not common:
         raise VlaevalError("the run and the baseline share no metric (different suites or settings?); nothing to gate")
     paired_p = _paired_p_values(run_dir, baseline) if paired else {}
@@ -135,6 +154,27 @@ def _paired_p_values(run_dir: str | os.PathLike[str], baseline: str | os.PathLik
     except VlaevalError as exc:
         raise VlaevalError(f"--paired needs the run and the baseline on identical episodes: {exc}") from None
     return {(d.suite, d.setting, d.task, d.metric): (f"paired {d.test}", d.p_worse) for d in result.differences}
+
+
+def _check_protocols(run: Report, baseline: Report, accept: Sequence[str]) -> tuple[str, ...]:
+    """Notes on the two protocol fingerprints; a one-line error for a difference not accepted."""
+    (run_fp,), (base_fp,) = run.protocols.values(), baseline.protocols.values()
+    if base_fp is None or run_fp is None:
+        missing = [role for role, fp in (("baseline", base_fp), ("run", run_fp)) if fp is None]
+        return (f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no protocol fingerprint (made before runs "
+                f"recorded one): only the suite version is checked",)
+    where = ("the baseline", "the run")
+    differences = protocol_differences(base_fp, run_fp)
+    # The agent (its name, checkpoint, runtime, options) is what a gate compares: a new checkpoint
+    # against the old one differs there by design, so those fields are shown, never refused.
+    refused = [d for d in differences if not accepted(d[0], (*accept, *SUBJECT_FIELDS))]
+    if refused:
+        raise VlaevalError(f"the baseline's protocol differs from the run's: {'; '.join(describe_difference(*d, where) for d in refused)}; "
+                           f"record a new baseline, or gate anyway with --accept FIELD for each (e.g. --accept {refused[0][0]})")
+    unused = [p for p in accept if not any(accepted(d[0], [p]) for d in differences)]
+    return (tuple(f"protocol differs ({'the agent under test' if accepted(d[0], SUBJECT_FIELDS) else 'accepted'}): "
+                  f"{describe_difference(*d, where)}" for d in differences)
+            + tuple(f"--accept {p} matches no difference" for p in unused))
 
 
 def _check_versions(base: dict[Any, MetricResult], cur: dict[Any, MetricResult]) -> None:

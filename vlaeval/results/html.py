@@ -29,9 +29,10 @@ from urllib.parse import quote
 from vlaeval import __version__
 from vlaeval.durable import write_text
 from vlaeval.errors import VlaevalError
-from vlaeval.results.report import SETTING_LEVEL_TASK, MetricResult, Report, RunSummary
+from vlaeval.results.report import SETTING_LEVEL_TASK, MetricResult, Report, RunSummary, counted_results
+from vlaeval.results.plan import detectable_lines
 from vlaeval.results.stats import Estimate, Proportion
-from vlaeval.results.store import load_results, read_manifest
+from vlaeval.results.store import read_manifest
 
 #: Figure width in inches, drawn at CSS_PX_PER_INCH: exactly the page's content width.
 FIG_WIDTH = 11.0
@@ -142,7 +143,7 @@ def html_page(report: Report, out: Path | None = None) -> str:
 
 def render(report: Report, page_dir: Path) -> str:
     """The page's HTML; ``page_dir`` is where it will live, for the relative video links."""
-    frames = {run_dir: load_results(run_dir) for run_dir in dict.fromkeys(r.run_dir for r in report.runs)}
+    frames = {run_dir: counted_results(run_dir) for run_dir in dict.fromkeys(r.run_dir for r in report.runs)}
     colors = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(r.label for r in report.runs))}
     suites = dict.fromkeys(suite for suite, _ in report.groups())
     parts = ["<!doctype html><html lang='en'><meta charset='utf-8'>",
@@ -185,9 +186,12 @@ def _header(report: Report) -> str:
     table = _table(["run", "agent", "runtime", "suite", "setting", "episodes", "errored", "seed", "status", "vlaeval", "git"], rows)
     # the report's caveats (incomplete runs) come first: they change how every number below reads
     notes = "".join(f"<p class='note'>{_code_spans(note)}</p>" for note in report.notes)
+    # what a difference between these numbers would have to be to show: read before comparing them
+    detectable = "".join(f"<p class='muted'>Detectable: {_esc(line)}.</p>" for line in detectable_lines(report))
     return (f"<header><h1>{_esc(', '.join(suites))}</h1>"
             f"<p class='lead'>{len(report.runs)} run{'s' if len(report.runs) != 1 else ''} · "
-            f"setting{'s' if len(settings) != 1 else ''} {_esc(', '.join(settings))} · {episodes} episodes</p>{notes}{table}</header>")
+            f"setting{'s' if len(settings) != 1 else ''} {_esc(', '.join(settings))} · {episodes} episodes</p>{notes}{table}"
+            f"{detectable}</header>")
 
 
 def _suite_section(report: Report, suite: str, frames: Mapping[str, Any], colors: Mapping[str, str], several_suites: bool) -> str:

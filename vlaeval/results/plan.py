@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vlaeval.errors import VlaevalError
+from vlaeval.results.report import Report, build_report, counted_results
 
 #: Simulated runs per power estimate of the average chain length.
 SIMULATIONS = 2000
@@ -195,14 +196,13 @@ def episodes_needed(power_at: Callable[[int], float], target: float, limit: int)
 def plan_budget(suite: str, baseline: str | os.PathLike[str], detect: float, *, alpha: float = 0.05, power: float = 0.8,
                 correction: str = "holm") -> Plan:
     """Episodes needed to detect a ``detect`` drop in every setting of a baseline run, per metric."""
-    from vlaeval.evaluators.runner import _load_suite, spec_of
-    from vlaeval.results.report import build_report
+    from vlaeval.plugins.manager import load_suite, suite_spec
     from vlaeval.results.store import load_results
 
     _check_levels(detect, alpha, power)
     if correction not in ("holm", "none"):
         raise VlaevalError(f"--correction must be holm or none, not {correction!r}")
-    spec = spec_of(suite)
+    spec = suite_spec(suite)
     rows = load_results(baseline)
     if rows.empty:
         raise VlaevalError(f"{baseline} holds no finished episodes to plan from")
@@ -214,7 +214,7 @@ def plan_budget(suite: str, baseline: str | os.PathLike[str], detect: float, *, 
     limits = []
     comparisons = 1
     for setting, frame in rows.groupby("setting", sort=False):
-        limit = len(_load_suite(spec).episodes(str(setting), spec.protocol.seed))
+        limit = len(load_suite(spec).episodes(str(setting), spec.protocol.seed))
         limits.append(limit)
         m = sum(1 for x in metrics if x.setting == setting) if correction == "holm" else 1
         comparisons = max(comparisons, m)
@@ -222,11 +222,15 @@ def plan_budget(suite: str, baseline: str | os.PathLike[str], detect: float, *, 
     return Plan(spec.name, str(baseline), detect, alpha, power, comparisons, max(limits), tuple(out))
 
 
-def minimum_detectable_difference(rows: Any, alpha: float = 0.05, power: float = 0.8, comparisons: int = 1) -> tuple[Detectable, ...]:
+def minimum_detectable_difference(rows: Any, alpha: float = 0.05, power: float = 0.8, comparisons: int = 1, *,
+                                  tasks: bool = True) -> tuple[Detectable, ...]:
     """Per setting, the smallest drop in the success rate, the average chain length (chained
     suites) and each task's success rate that a run of this size detects with ``power``, if a
     baseline of the same size at these rates were gated against it (Fisher at ``alpha /
-    comparisons``; the chain length by simulation).  ``rows`` is a results table (:func:`vlaeval.load_results`)."""
+    comparisons``; the chain length by simulation).  ``rows`` is a results table (:func:`vlaeval.load_results`).
+
+    ``tasks=False`` leaves out the per-task rows: ``vlaeval report`` prints one line per setting,
+    and 34 calvin tasks would triple its time for numbers it does not show."""
     _check_levels(0.5, alpha, power)
     level = alpha / comparisons
     out: list[Detectable] = []
@@ -240,7 +244,7 @@ def minimum_detectable_difference(rows: Any, alpha: float = 0.05, power: float =
             d = _smallest_drop(lambda d: length_power(lengths, subtask_rate, d, n, level, fresh=True), subtask_rate, power)
             out.append(Detectable(str(setting), "avg_len", "*", float(np.mean(lengths)), n,
                                   None if d is None else expected_length_drop(lengths, subtask_rate, d)))
-        for task, attempts in frame.groupby("task", sort=True):
+        for task, attempts in frame.groupby("task", sort=True) if tasks else ():
             k, r = len(attempts), float(attempts["success"].mean())
             out.append(Detectable(str(setting), "task_success", str(task), r, k,
                                   _smallest_drop(lambda d, k=k, r=r: fisher_power(r, d, k, level, baseline_n=k), r, power)))
@@ -324,3 +328,44 @@ def _check_levels(detect: float, alpha: float, power: float) -> None:
     for name, value in (("--detect", detect), ("--alpha", alpha), ("--power", power)):
         if not 0 < value < 1:
             raise VlaevalError(f"{name} must be between 0 and 1, not {value}")
+
+
+#: The power and level at which reports state the smallest drop a run could have detected.
+DETECTABLE_POWER = 0.8
+DETECTABLE_ALPHA = 0.05
+
+
+def detectable(report: Report, alpha: float = DETECTABLE_ALPHA, power: float = DETECTABLE_POWER) -> list[dict[str, Any]]:
+    """Per run and setting, the smallest drop in success rate (and average chain length) that a
+    one-sided test at ``alpha`` detects with ``power`` against a baseline of the run's size
+    (:func:`minimum_detectable_difference`); None: not even a drop to zero.
+
+    Computed on demand (about half a second for 1000 chains), not by :func:`build_report`,
+    which the gate and the planner call for the metrics alone.
+    """
+    frames: dict[str, Any] = {}
+    out = []
+    for r in report.runs:
+        rows = frames.setdefault(r.run_dir, counted_results(r.run_dir))
+        rows = rows[(rows["suite"] == r.suite) & (rows["setting"] == r.setting)]
+        drops = {d.metric: d.difference for d in minimum_detectable_difference(rows, alpha, power, tasks=False)}
+        out.append({"run": r.label, "suite": r.suite, "setting": r.setting, "episodes": r.episodes, "chained": r.chain_length > 1,
+                    "alpha": alpha, "power": power, "success_rate": drops["success_rate"], "avg_len": drops.get("avg_len")})
+    return out
+
+def detectable_lines(report: Report) -> list[str]:
+    """:func:`detectable` as one sentence per run and setting."""
+    lines = []
+    several = len(report.runs) > 1
+    for d in detectable(report):
+        unit = "chains" if d["chained"] else "episodes"
+        if d["success_rate"] is None:
+            drop = "no drop in success_rate"
+        else:
+            drop = f"a drop of {100 * d['success_rate']:.1f} points in success_rate"
+            if d["avg_len"] is not None:
+                drop += f" (or of {d['avg_len']:.2f} in avg_len)"
+        where = f"{d['run']} · {d['setting']}: " if several else ""
+        lines.append(f"{where}with {d['episodes']} {unit}, {drop} would be detected with {d['power']:.0%} power at one-sided "
+                     f"alpha {d['alpha']:g} against a baseline of the same size")
+    return lines

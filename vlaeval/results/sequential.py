@@ -36,13 +36,21 @@ at most two of them can be wrong, so the chance of any wrong verdict is at most 
 The price of validity at every n: against a fixed-size test of equal power it saves little when
 moderate power is asked for and much when high power is (or when the effect is larger than the
 one planned for); benchmarks/bench_gate_stats.py measures both.
+
+``vlaeval run --until decided`` runs one of these tests as episodes finish: :class:`StoppingRule`
+is the test's part of the run's config, :class:`SequentialRun` its state during the run, and
+:func:`reference_outcomes` the checked episode-by-episode outcomes of the run it is paired with.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+import os
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -134,6 +142,137 @@ class PairedTest:
             return Decision(verdict, n, math.exp(log_e), f"undecided after {facts}: {_shortfall(log_e, self.alpha)}")
         claim = {"better": "B is better than A", "worse": "B is worse than A"}.get(verdict) or f"B is less than {self.delta:g} worse than A"
         return Decision(verdict, n, math.exp(log_e), f"{claim}: {_evidence(log_e, self.alpha)} after {facts}")
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """``vlaeval run --until decided``: the sequential test that ends a run once it decides.
+
+    Exactly one of ``against`` (a run directory on identical episodes: :class:`PairedTest` of this
+    run, B, against that one, A, episode by episode) and ``threshold`` (:class:`ThresholdTest` of
+    this run's success rate); ``delta`` is the paired test's no-worse margin.  Outcomes are episode
+    successes (whole chains for chained suites), the report's ``success_rate``.  The rule is part
+    of the run's saved config and of its config hash: a resumed run continues the same test, and
+    a rule edited in the manifest is refused like any other edited config field.
+    """
+
+    alpha: float = 0.05
+    against: str | None = None
+    threshold: float | None = None
+    delta: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.against is not None:  # absolute, so a resume from another directory finds the same run
+            object.__setattr__(self, "against", str(Path(self.against).resolve()))
+        if (self.against is None) == (self.threshold is None):
+            raise VlaevalError("--until decided needs either --against RUN (a paired test) or --threshold RATE, not "
+                               + ("both" if self.against is not None else "neither"))
+        if self.delta is not None and self.against is None:
+            raise VlaevalError("--delta is the margin of the paired test: pass it with --against RUN")
+        self.test()  # the tests check alpha, threshold and delta
+
+    def test(self) -> PairedTest | ThresholdTest:
+        if self.against is not None:
+            return PairedTest(self.alpha, self.delta)
+        assert self.threshold is not None
+        return ThresholdTest(self.threshold, self.alpha)
+
+    def describe(self) -> str:
+        """E.g. ``paired test against runs/base at alpha 0.05`` (for the CLI and the report)."""
+        if self.against is not None:
+            margin = f", no-worse margin {self.delta:g}" if self.delta is not None else ""
+            return f"paired test against {self.against} at alpha {self.alpha:g}{margin}"
+        return f"threshold test against {self.threshold:g} at alpha {self.alpha:g}"
+
+    @classmethod
+    def from_config(cls, value: Mapping[str, Any], where: str) -> StoppingRule:
+        """The rule saved in a manifest (a file people edit): a one-line error when it is not one."""
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise VlaevalError(f"{where}: config.until is not a stopping rule ({exc}); restore it to resume the run") from None
+
+
+class SequentialRun:
+    """A run's sequential test while its episodes finish, in any order.
+
+    Only the contiguous prefix of finished episodes in seeded order is tested
+    (:func:`seeded_prefix`), so the decision and its ``n`` are the same for any number of
+    workers, and the first decision stands: the episodes that finish after it change nothing.
+    """
+
+    def __init__(self, rule: StoppingRule, outcomes: Mapping[int, float], reference: Mapping[int, float] | None = None) -> None:
+        if (reference is None) != (rule.against is None):
+            raise ValueError("a paired rule needs the reference run's outcomes, a threshold rule none")
+        self.rule, self.reference = rule, reference
+        self._test = rule.test()
+        self._outcomes = dict(outcomes)
+        self.decision = self._decide()
+
+    def add(self, episode: int, outcome: float) -> Decision:
+        """Count one finished episode and return the decision so far."""
+        self._outcomes[episode] = outcome
+        if not self.decision.decided:
+            self.decision = self._decide()
+        return self.decision
+
+    def record(self) -> dict[str, Any]:
+        """The decision as the run's manifest keeps it; for a paired test also a hash of the
+        reference outcomes it pairs with, which a resumed run checks (:func:`outcomes_hash`)."""
+        out: dict[str, Any] = {"test": self.rule.describe(), **dataclasses.asdict(self.decision)}
+        if self.reference is not None:
+            n = len(self.reference)
+            out["reference"] = {"run_dir": self.rule.against, "episodes": n, "sha256": outcomes_hash(self.reference, n)}
+        return out
+
+    def _decide(self) -> Decision:
+        if self.reference is None:
+            return self._test.decide(seeded_prefix(self._outcomes))
+        return self._test.decide(paired_prefix(self.reference, self._outcomes))
+
+
+def reference_outcomes(run_dir: str | os.PathLike[str], *, suite: str, version: str, setting: str,
+                       episodes: Sequence[tuple[int, int, Sequence[str]]]) -> dict[int, float]:
+    """Success (0/1) of each planned episode in the reference run, checked to be the same episodes.
+
+    ``episodes`` are the planned ``(index, seed, tasks)``.  Pairing is only meaningful on identical
+    episodes, so the check is :func:`vlaeval.results.compare.check_same_episodes` (suite and
+    version, setting, seeds, tasks), and every planned episode must be in the reference: the test
+    pairs each episode of this run with the reference's, and cannot wait for one that never comes.
+    """
+    import pandas as pd
+
+    from vlaeval.results.compare import check_same_episodes
+    from vlaeval.results.store import load_results
+
+    rows = load_results(run_dir)
+    planned = {index for index, _, _ in episodes}
+    missing = sorted(planned - set(rows["episode"]))
+    if missing:
+        raise VlaevalError(f"--against {run_dir} has no result for {len(missing)} of the {len(planned)} episodes this run plans "
+                           f"(the first is episode {missing[0]}); pass --episodes {reference_size(run_dir) or 'N'} or less, or finish that run")
+    rows = rows[rows["episode"].isin(planned)]
+    plan = pd.DataFrame([{"suite": suite, "suite_version": version, "setting": setting, "episode": index, "position": position,
+                          "seed": seed, "task": task} for index, seed, tasks in episodes for position, task in enumerate(tasks, 1)])
+    check_same_episodes(rows, plan, (f"--against {run_dir}", "this run"))
+    return {int(i): float(ok) for i, ok in rows.groupby("episode")["success"].all().items()}
+
+
+def reference_size(run_dir: str | os.PathLike[str]) -> int:
+    """How many episodes ``0..n-1`` a run has finished: what a run paired with it can plan."""
+    from vlaeval.results.store import load_results
+
+    finished = set(load_results(run_dir)["episode"])
+    n = 0
+    while n in finished:
+        n += 1
+    return n
+
+
+def outcomes_hash(outcomes: Mapping[int, float], n: int) -> str:
+    """SHA-256 of the outcomes of episodes ``0..n-1``: a resumed paired test checks with it that
+    its reference run still has the results the test began with."""
+    return hashlib.sha256(",".join(f"{i}:{outcomes[i]:g}" for i in range(n)).encode()).hexdigest()
 
 
 def log_e_values(values: np.ndarray, null_mean: float) -> np.ndarray:

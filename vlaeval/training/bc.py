@@ -373,9 +373,9 @@ def bc_command(agent: str, data: str, out: str, init_checkpoint: str | None, mod
                save_every: int, log_every: int, eval_every: int, eval_suite: str, eval_setting: str, eval_episodes: int,
                eval_workers: int, seed: int, no_progress: bool) -> None:
     """Behaviour cloning of a kosmos agent on recorded demonstrations (resumable)."""
-    from vlaeval.training.common import parse_overrides
+    from vlaeval.options import parse_options
 
-    cfg = BCConfig(data=data, out=out, agent=agent, init_checkpoint=init_checkpoint, model_overrides=parse_overrides(model_opts),
+    cfg = BCConfig(data=data, out=out, agent=agent, init_checkpoint=init_checkpoint, model_overrides=parse_options(model_opts, "--model-opt"),
                    window=window, chunk=chunk, action_space=action_space, gripper_loss_weight=gripper_loss_weight,
                    image_projection_gain=image_projection_gain, steps=steps,
                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,

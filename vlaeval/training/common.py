@@ -86,20 +86,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` model config overrides; values parsed as JSON when possible."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise VlaevalError(f"{pair!r} is not key=value")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 def unfold_windows(features: torch.Tensor, starts: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-step windows over a sequence of features, left-padded at segment starts.
 

@@ -11,12 +11,16 @@ Every other suite records its own protocol episodes.
 
 Episodes are fully determined before anything runs (seeded per episode index), and each worker
 writes a shard file; shards are merged in episode order, so a dataset does not depend on the
-number of workers.
+number of workers.  Episodes are played by the runner's rollout core
+(:mod:`vlaeval.evaluators.rollout`) with its protocol and guards: an agent that raises, hangs
+past the step timeout or returns a bad action fails that demo (kept, flagged ``failed``, its
+``error`` attribute saying why) and recording goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -31,10 +35,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from vlaeval.conventions import AgentSpec
 from vlaeval.durable import write_text
 from vlaeval.envs.suite import EpisodeSpec, episode_seed
 from vlaeval.errors import VlaevalError
+from vlaeval.evaluators.guards import DEFAULT_STEP_TIMEOUT
+from vlaeval.evaluators.rollout import Observer, Played
 
 #: The articulated CALVIN tasks (drawer, sliding door, LED, light bulb): the focused subset.
 ARTICULATED_TASKS: tuple[str, ...] = (
@@ -61,6 +66,7 @@ class RecordConfig:
     valid_fraction: float = 0.1
     workers: int = 1
     agent_options: Mapping[str, Any] = field(default_factory=dict)
+    step_timeout: float = DEFAULT_STEP_TIMEOUT  # seconds one agent call may take before its demo fails
 
 
 # --- CALVIN training chains -------------------------------------------------------------------
@@ -152,10 +158,9 @@ class _Shard:
 
 
 def _plan(config: RecordConfig) -> list[tuple[str, EpisodeSpec]]:
-    from vlaeval.evaluators.runner import _load_suite
-    from vlaeval.plugins.manager import registries
+    from vlaeval.plugins.manager import load_suite, suite_spec
 
-    spec = registries().suite.get(config.suite).spec
+    spec = suite_spec(config.suite)
     if config.scenes:
         if config.suite != "calvin":
             raise VlaevalError("--scenes is only understood by the calvin suite")
@@ -168,110 +173,118 @@ def _plan(config: RecordConfig) -> list[tuple[str, EpisodeSpec]]:
         return items
     if config.tasks:
         raise VlaevalError("--tasks needs --scenes (sampled training chains); protocol episodes have fixed tasks")
-    suite = _load_suite(spec)
     setting = spec.setting(config.setting).name
-    episodes = list(suite.episodes(setting, spec.protocol.seed if config.seed is None else config.seed))
+    episodes = list(load_suite(spec).episodes(setting, spec.protocol.seed if config.seed is None else config.seed))
     return [("", ep) for ep in episodes[: config.episodes]]
 
 
-def _record_shard(shard: _Shard) -> tuple[str, int, int, str]:
-    """Play a shard's episodes and write them to ``shard.path``; returns (path, demos, failed, action type)."""
+@dataclass(frozen=True)
+class _ShardResult:
+    path: str
+    demos: int
+    failed: int  # demos whose chain was not solved, errors included
+    errors: int  # demos ended by an agent or env failure
+    action_type: str
+
+
+def _record_shard(shard: _Shard) -> _ShardResult:
+    """Play a shard's episodes and write them to ``shard.path``."""
     import h5py
 
-    from vlaeval.agents.base import AgentContext
-    from vlaeval.agents.resolve import agent_spec_of, make_agent
-    from vlaeval.conventions import ConventionError, negotiate
-    from vlaeval.evaluators.runner import _load_suite
-    from vlaeval.plugins.manager import registries
-    from vlaeval.training.demos import Demo, write_demo
+    from vlaeval.agents.resolve import agent_spec_of
+    from vlaeval.envs.pool import SyncEnvPool
+    from vlaeval.evaluators.executors import Pairing, build_agent
+    from vlaeval.evaluators.rollout import play
+    from vlaeval.plugins.manager import suite_spec
 
     config = shard.config
-    spec = registries().suite.get(config.suite).spec
-    suite = _load_suite(spec)
-    setting = spec.setting(config.setting)
-    agent = make_agent(config.agent, config.agent_options)
-    agent_spec = agent_spec_of(agent)
+    spec = suite_spec(config.suite)
+    agent = build_agent(config.agent, config.agent_options)
     try:
-        action_type = negotiate(agent_spec, spec.conventions, agent_name=config.agent, suite_name=spec.name)
-    except ConventionError as exc:
-        raise VlaevalError(str(exc)) from exc
-    # The env renders what the dataset needs, whatever the recorded agent itself reads.
-    keys = tuple(dict.fromkeys((*agent_spec.observation_keys, *config.cameras)))
-    env_spec = dataclasses.replace(agent_spec, observation_keys=keys)
-    max_steps = config.max_steps or spec.protocol.max_steps
-    envs: dict[str, Any] = {}
-    failed = 0
-    try:
+        agent_spec = agent_spec_of(agent)
+        pairing = Pairing.negotiate(spec, spec.setting(config.setting).name, config.agent, config.agent_options, agent_spec)
+        # The env renders what the dataset needs, whatever the recorded agent itself reads.
+        keys = tuple(dict.fromkeys((*agent_spec.observation_keys, *config.cameras)))
+        renders = dataclasses.replace(pairing, agent_spec=dataclasses.replace(agent_spec, observation_keys=keys))
         with h5py.File(shard.path, "w") as f:
-            data = f.create_group("data")
-            bound = None
-            for scene, episode in shard.items:
-                if scene not in envs:
-                    envs[scene] = _make_env(suite, spec, setting.name, env_spec, action_type, scene)
-                if bound != scene and callable(getattr(agent, "bind", None)):
-                    env = envs[scene]
-                    agent.bind(AgentContext(suite=spec.name, setting=setting.name, action_type=action_type,
-                                            action_space=env.action_space, observation_space=env.observation_space,
-                                            env=env.unwrapped, options=dict(config.agent_options)))
-                bound = scene
-                demo = _play(envs[scene], agent, episode, scene, max_steps, config.cameras)
-                failed += not demo.success
-                write_demo(data.create_group(f"demo_{episode.index}"), demo)
+            writer = _DemoWriter(f.create_group("data"), config.cameras)
+            for scene, items in itertools.groupby(shard.items, key=lambda item: item[0]):
+                pool = SyncEnvPool(lambda: renders.make_env(**({"scene": scene} if scene else {})), 1)
+                try:
+                    pairing.bind(agent, pool, 0)
+                    writer.enter(scene, pool.action_space)
+                    for _ in play(pool, [agent], [episode for _, episode in items], max_steps=config.max_steps or spec.protocol.max_steps,
+                                  step_timeout=config.step_timeout, observers=[writer]):
+                        pass  # the writer keeps what it needs
+                finally:
+                    pool.close()
     finally:
-        for env in envs.values():
-            env.close()
         if callable(getattr(agent, "close", None)):
             agent.close()
-    return shard.path, len(shard.items), failed, action_type
+    return _ShardResult(shard.path, len(shard.items), writer.failed, writer.errors, pairing.action_type)
 
 
-def _make_env(suite: Any, spec: Any, setting: str, agent_spec: AgentSpec, action_type: str, scene: str) -> Any:
-    import gymnasium
+class _DemoWriter(Observer):
+    """Writes every played episode as one demo into an HDF5 ``data`` group: what the agent saw
+    before each action, the action, the reward (1 at the step that solved a subtask) and the
+    subtask each step belongs to; an episode that an agent or env failure ended is written too,
+    flagged failed, with the error as its ``error`` attribute."""
 
-    import vlaeval.envs.registration  # noqa: F401
+    def __init__(self, data: Any, cameras: Sequence[str]) -> None:
+        self.data = data
+        self.cameras = tuple(cameras)
+        self.scene, self.action_size = "", 0
+        self.failed = self.errors = 0
+        self._trajectories: dict[int, _Trajectory] = {}
 
-    kwargs = suite.env_kwargs(spec.setting(setting), agent_spec, action_type)
-    if scene:
-        kwargs["scene"] = scene
-    return gymnasium.make(spec.env_ids[0], **kwargs)
+    def enter(self, scene: str, action_space: Any) -> None:
+        """The episodes that follow play in ``scene`` ("" for the suite's own), with ``action_space``."""
+        self.scene, self.action_size = scene, action_space.shape[0]
+
+    def episode_started(self, slot: int, episode: EpisodeSpec) -> None:
+        self._trajectories[slot] = _Trajectory()
+
+    def subtask_started(self, slot: int, position: int) -> None:
+        self._trajectories[slot].position = position
+
+    def step(self, slot: int, observation: Any, action: np.ndarray, success: bool) -> None:
+        t = self._trajectories[slot]
+        if t.frames is None:
+            t.frames = {k: [] for k in ("robot_obs", "scene_obs", *self.cameras) if k in observation}
+        for key, frames in t.frames.items():
+            frames.append(np.asarray(observation[key]))
+        t.actions.append(action)
+        t.subtask.append(t.position)
+        t.rewards.append(1.0 if success else 0.0)
+
+    def episode_ended(self, played: Played) -> None:
+        from vlaeval.training.demos import Demo, write_demo
+
+        t = self._trajectories.pop(played.slot)
+        episode = played.episode
+        demo = Demo(
+            actions=np.stack(t.actions) if t.actions else np.zeros((0, self.action_size), np.float32),
+            obs={k: np.stack(v) for k, v in (t.frames or {}).items() if v},
+            rewards=np.asarray(t.rewards, np.float32), subtask=np.asarray(t.subtask, np.int64),
+            tasks=tuple(episode.tasks), instructions=tuple(episode.instructions),
+            subtask_success=tuple(r.success for r in played.subtasks), scene=self.scene, seed=episode.seed,
+        )
+        group = self.data.create_group(f"demo_{episode.index}")
+        write_demo(group, demo)
+        self.failed += not demo.success
+        error = next((r.error for r in played.subtasks if r.error is not None), None)
+        if error is not None:
+            group.attrs["error"] = error
+            self.errors += 1
 
 
-def _play(env: Any, agent: Any, episode: EpisodeSpec, scene: str, max_steps: int, cameras: Sequence[str]) -> Demo:
-    """One rollout with the runner's loop (agent reset per subtask, chain stops at a failure)."""
-    from vlaeval.training.demos import Demo
-
-    obs, _ = env.reset(seed=episode.seed, options=dict(episode.options))
-    if callable(getattr(agent, "seed", None)):
-        agent.seed(episode.seed)
-    keys = [k for k in ("robot_obs", "scene_obs", *cameras) if k in obs]
-    frames: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    actions, rewards, subtask, results = [], [], [], []
-    for position, instruction in enumerate(episode.instructions):
-        agent.reset()
-        success = False
-        for _ in range(max_steps):
-            action = np.asarray(agent.act(obs, instruction), dtype=np.float32)
-            for k in keys:
-                frames[k].append(np.asarray(obs[k]))
-            actions.append(action)
-            subtask.append(position)
-            obs, _, terminated, truncated, info = env.step(action)
-            rewards.append(1.0 if info.get("is_success") else 0.0)
-            if info.get("is_success"):
-                success = True
-                break
-            if terminated or truncated:
-                break
-        results.append(success)
-        if not success:
-            break
-    return Demo(
-        actions=np.stack(actions) if actions else np.zeros((0, env.action_space.shape[0]), np.float32),
-        obs={k: np.stack(v) for k, v in frames.items() if v},
-        rewards=np.asarray(rewards, np.float32), subtask=np.asarray(subtask, np.int64),
-        tasks=tuple(episode.tasks), instructions=tuple(episode.instructions), subtask_success=tuple(results),
-        scene=scene, seed=episode.seed,
-    )
+@dataclass
+class _Trajectory:
+    frames: dict[str, list[np.ndarray]] | None = None  # by observation key, from the first step on
+    actions: list[np.ndarray] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    subtask: list[int] = field(default_factory=list)
+    position: int = 0
 
 
 def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool = True, shard_size: int = 10) -> dict[str, Any]:
@@ -291,34 +304,33 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
     shards = [_Shard(config, tuple(items[k * shard_size : (k + 1) * shard_size]), str(tmp / f"shard-{k:05d}.hdf5"))
               for k in range(n_shards)]
     started = time.perf_counter()
-    failed = 0
+    failed = errors = 0
     action_types: set[str] = set()
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(items), unit="episode", desc="record", file=sys.stderr, dynamic_ncols=True)
+
+    def done(result: _ShardResult) -> None:
+        nonlocal failed, errors
+        failed += result.failed
+        errors += result.errors
+        action_types.add(result.action_type)
+        if bar is not None:
+            bar.update(result.demos)
+            bar.set_postfix_str(f"failed={failed}")
+
     try:
         if config.workers == 1:
             for shard in shards:
-                _, n, bad, action_type = _record_shard(shard)
-                failed += bad
-                action_types.add(action_type)
-                if bar is not None:
-                    bar.update(n)
-                    bar.set_postfix_str(f"failed={failed}")
+                done(_record_shard(shard))
         else:
             import multiprocessing as mp
 
             with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as pool:
-                futures = [pool.submit(_record_shard, s) for s in shards]
-                for fut in as_completed(futures):
-                    _, n, bad, action_type = fut.result()
-                    failed += bad
-                    action_types.add(action_type)
-                    if bar is not None:
-                        bar.update(n)
-                        bar.set_postfix_str(f"failed={failed}")
+                for fut in as_completed([pool.submit(_record_shard, s) for s in shards]):
+                    done(fut.result())
         header = {
             "suite": config.suite, "setting": config.setting, "agent": config.agent, "scenes": list(config.scenes),
             "cameras": list(config.cameras), "tasks": list(config.tasks), "chain_length": config.chain_length,
@@ -331,6 +343,7 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
         if bar is not None:
             bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    summary["errors"] = errors
     summary["seconds"] = round(time.perf_counter() - started, 1)
     cfg = dataclasses.asdict(config)
     write_text(out_dir / "record.json", json.dumps({"config": cfg, "summary": summary}, indent=2) + "\n")

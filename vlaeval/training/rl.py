@@ -16,19 +16,19 @@ logit; evaluation (before and after) uses the deterministic policy, on the same 
 
 Environments come from the suite's own factory (:meth:`Suite.make_env`, the same kwargs, scene
 and cameras as ``vlaeval run``); the G environments of a group step in lock-step with one
-batched forward pass of the policy.  For ``calvin``, initial states are random states of the
-setting's evaluation scene (D) in which the task applies (as ``vlaeval record`` samples them);
-training and evaluation use disjoint seeds.
+batched forward pass of the policy, played by the runner's rollout core
+(:mod:`vlaeval.evaluators.rollout`) with the policy as a batched agent that also observes the
+steps it took.  For ``calvin``, initial states are random states of the setting's evaluation
+scene (D) in which the task applies (as ``vlaeval record`` samples them); training and
+evaluation use disjoint seeds.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import click
@@ -36,6 +36,7 @@ import numpy as np
 
 from vlaeval.durable import write_text
 from vlaeval.errors import VlaevalError
+from vlaeval.evaluators.rollout import Observer, Played
 
 
 @dataclass(frozen=True)
@@ -85,17 +86,12 @@ def task_episodes(cfg: RLConfig, n: int, seed: int) -> list[Any]:
 
 def make_envs(cfg: RLConfig, agent_spec: Any, n: int) -> list[Any]:
     """``n`` environments from the suite's own factory."""
-    from vlaeval.conventions import ConventionError, negotiate
-    from vlaeval.evaluators.runner import _load_suite
-    from vlaeval.plugins.manager import registries
+    from vlaeval.evaluators.executors import Pairing
+    from vlaeval.plugins.manager import suite_spec
 
-    spec = registries().suite.get(cfg.suite).spec
-    try:
-        action_type = negotiate(agent_spec, spec.conventions, agent_name=cfg.agent, suite_name=spec.name)
-    except ConventionError as exc:
-        raise VlaevalError(str(exc)) from exc
-    suite = _load_suite(spec)
-    return [suite.make_env(spec.setting(cfg.setting).name, agent_spec, action_type) for _ in range(n)]
+    spec = suite_spec(cfg.suite)
+    pairing = Pairing.negotiate(spec, spec.setting(cfg.setting).name, cfg.agent, {}, agent_spec)
+    return [pairing.make_env() for _ in range(n)]
 
 
 @dataclass
@@ -119,42 +115,62 @@ def _logp(mean: Any, logit: Any, arm: Any, grip: Any, std: float) -> Any:
 
 def play(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: int, *, std: float | None,
          rng: np.random.Generator) -> list[Rollout]:
-    """Lock-step rollouts, one per env (``episodes[i]`` in ``envs[i]``); ``std=None`` = deterministic."""
-    import torch
+    """Lock-step rollouts, one per env (``episodes[i]`` in ``envs[i]``); ``std=None`` = deterministic.
 
-    n = len(episodes)
-    obs = [env.reset(seed=ep.seed, options=dict(ep.options))[0] for env, ep in zip(envs, episodes)]
-    instr = [ep.instructions[0] for ep in episodes]
-    policy.reset(n)
-    keys = policy.config.observation_keys
-    outs = [Rollout({k: [] for k in keys}, [], [], []) for _ in range(n)]
-    done = [False] * n
-    for _ in range(max_steps):
-        if all(done):
-            break
-        mean, logit = policy.step(obs, instr)
-        if std is None:
+    No step timeout: the policy is the trainer's own network, in this process.
+    """
+    from vlaeval.envs.pool import SyncEnvPool
+    from vlaeval.evaluators.rollout import play as rollouts
+
+    explorer = _Explorer(policy, len(episodes), std, rng)
+    pool = SyncEnvPool(iter(envs).__next__, len(episodes))  # a view of envs that outlive it: never closed here
+    for _ in rollouts(pool, [explorer], episodes, max_steps=max_steps, step_timeout=0, batched=True, observers=[explorer]):
+        pass  # the explorer keeps what the update needs
+    return explorer.rollouts
+
+
+class _Explorer(Observer):
+    """The policy as a batched agent for the rollout core, exploring around its deterministic
+    action, and the observer that keeps each slot's :class:`Rollout`: what the network read, the
+    sampled action and its log-probability at every step the env took."""
+
+    def __init__(self, policy: Any, n: int, std: float | None, rng: np.random.Generator) -> None:
+        self.policy, self.n, self.std, self.rng = policy, n, std, rng
+        self.keys = policy.config.observation_keys
+        self.rollouts: list[Rollout] = [Rollout({k: [] for k in self.keys}, [], [], []) for _ in range(n)]
+        self.sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the last act_batch's (arm, grip, logp)
+
+    def reset(self) -> None:
+        self.policy.reset(self.n)
+
+    def reset_slot(self, slot: int) -> None:
+        self.policy.reset_slot(slot)
+
+    def act_batch(self, observations: Sequence[Any], instructions: Sequence[str]) -> np.ndarray:
+        import torch
+
+        mean, logit = self.policy.step(observations, instructions)
+        if self.std is None:
             arm, grip = mean, (logit >= 0).astype(np.float32)
-            logp = np.zeros(n)
+            logp = np.zeros(self.n)
         else:
-            arm = (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
-            grip = (rng.random(n) < 0.5 * (1 + np.tanh(logit / 2))).astype(np.float32)  # sigmoid without exp overflow
-            logp = _logp(torch.from_numpy(mean), torch.from_numpy(logit), torch.from_numpy(arm), torch.from_numpy(grip), std).numpy()
-        actions = policy.to_env(arm, grip * 2 - 1)
-        for i in range(n):
-            if done[i]:
-                continue
-            for k in keys:
-                outs[i].observations[k].append(np.asarray(obs[i][k]))
-            outs[i].arm.append(arm[i])
-            outs[i].grip.append(float(grip[i]))
-            outs[i].logp.append(float(logp[i]))
-            obs[i], _, terminated, truncated, info = envs[i].step(actions[i])
-            if info.get("is_success"):
-                outs[i].success, done[i] = True, True
-            elif terminated or truncated:
-                done[i] = True
-    return outs
+            arm = (mean + self.std * self.rng.standard_normal(mean.shape)).astype(np.float32)
+            grip = (self.rng.random(self.n) < 0.5 * (1 + np.tanh(logit / 2))).astype(np.float32)  # sigmoid without exp overflow
+            logp = _logp(torch.from_numpy(mean), torch.from_numpy(logit), torch.from_numpy(arm), torch.from_numpy(grip), self.std).numpy()
+        self.sample = (arm, grip, logp)
+        return self.policy.to_env(arm, grip * 2 - 1)
+
+    def step(self, slot: int, observation: Any, action: np.ndarray, success: bool) -> None:
+        rollout = self.rollouts[slot]
+        arm, grip, logp = self.sample
+        for k in self.keys:
+            rollout.observations[k].append(np.asarray(observation[k]))
+        rollout.arm.append(arm[slot])
+        rollout.grip.append(float(grip[slot]))
+        rollout.logp.append(float(logp[slot]))
+
+    def episode_ended(self, played: Played) -> None:
+        self.rollouts[played.slot].success = played.success
 
 
 def evaluate_task(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: int) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from vlaeval.agents.base import Agent, AgentContext
 from vlaeval.conventions import AgentSpec, SuiteConventions
 from vlaeval.plugins.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+from vlaeval.version import __version__
 
 __all__ = ["Agent", "AgentContext", "AgentSpec", "SuiteConventions", "__version__", "evaluate", "hookimpl", "load_results"]
 

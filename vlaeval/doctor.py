@@ -87,7 +87,7 @@ def failed(checks: Sequence[Check]) -> bool:
 
 
 def _python() -> Check:
-    from vlaeval import __version__
+    from vlaeval.version import __version__
 
     return Check("system", "python", OK, f"Python {platform.python_version()} ({sys.executable}), vlaeval {__version__}, "
                                           f"{platform.machine()}, {os.cpu_count()} CPUs")

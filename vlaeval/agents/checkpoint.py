@@ -21,6 +21,7 @@ from vlaeval.agents.codec import ActionCodec
 from vlaeval.agents.kosmos.config import KosmosVLAConfig, agent_spec
 from vlaeval.conventions import AgentSpec
 from vlaeval.errors import VlaevalError
+from vlaeval.version import __version__
 
 if TYPE_CHECKING:
     from vlaeval.agents.kosmos.model import KosmosVLA
@@ -60,7 +61,7 @@ def save_checkpoint(
     target.parent.mkdir(parents=True, exist_ok=True)
     manifest = {
         "format_version": FORMAT_VERSION,
-        "vlaeval_version": _vlaeval_version(),
+        "vlaeval_version": __version__,
         "architecture": ARCHITECTURE,
         "model": config.to_dict(),
         "codec": codec.to_dict(),
@@ -192,8 +193,3 @@ def _check_codec_fits(config: KosmosVLAConfig, codec: ActionCodec) -> None:
             f"({config.arm_dims} arm dims, {config.n_bins} bins); fit the codec with the model's settings"
         )
 
-
-def _vlaeval_version() -> str:
-    import vlaeval
-
-    return str(getattr(vlaeval, "__version__", "unknown"))

@@ -45,6 +45,7 @@ DEFAULT_TOLERANCE = {"thumbnail_mean_abs": 1.0, "thumbnail_max_abs": 12.0}
 #: Where each built-in suite describes its renderer (``module:function`` returning a flat dict).
 RENDERER_INFO = {
     "calvin": "vlaeval.envs.calvin.cameras:renderer_info",
+    "calvin-upstream": "vlaeval.envs.calvin.cameras:renderer_info",  # the same pybullet TinyRenderer
     "simpler": "vlaeval.envs.simpler.vulkan:renderer_info",
 }
 

@@ -330,6 +330,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _own_version() -> str:
-    from vlaeval import __version__
+    from vlaeval.version import __version__
 
     return __version__

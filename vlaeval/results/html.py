@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
-from vlaeval import __version__
+from vlaeval.version import __version__
 from vlaeval.durable import write_text
 from vlaeval.errors import VlaevalError
 from vlaeval.results.report import SETTING_LEVEL_TASK, MetricResult, Report, RunSummary, counted_results

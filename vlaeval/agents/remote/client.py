@@ -334,7 +334,29 @@ def _reply(uri: str, frame: bytes) -> dict[str, Any]:
     return reply
 
 
-class RemoteAgent(Agent):
+class _LinkedAgent(Agent):
+    """What both protocols' agents expose about their connection (one :class:`_Link` each)."""
+
+    _link: _Link
+
+    @property
+    def uri(self) -> str:
+        return self._link.uri
+
+    @property
+    def options(self) -> ClientOptions:
+        return self._link.options
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the connection was re-established after the first."""
+        return self._link.reconnects
+
+    def close(self) -> None:
+        self._link.close()
+
+
+class RemoteAgent(_LinkedAgent):
     """An agent that forwards every call to a vlaeval agent server.
 
     Connects on construction, because the harness compares :attr:`spec` (adopted from the
@@ -361,19 +383,6 @@ class RemoteAgent(Agent):
         assert isinstance(agent, RemoteAgent)
         return agent
 
-    @property
-    def uri(self) -> str:
-        return self._link.uri
-
-    @property
-    def options(self) -> ClientOptions:
-        return self._link.options
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the connection was re-established after the first."""
-        return self._link.reconnects
-
     def bind(self, context: AgentContext) -> None:
         super().bind(context)
         self._replay.clear()  # a new environment: the previous episode's seed no longer applies
@@ -395,8 +404,6 @@ class RemoteAgent(Agent):
         )
         return reply["actions"]
 
-    def close(self) -> None:
-        self._link.close()
 
     def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         reply = self._link.call(lambda: self._exchange(message))
@@ -448,7 +455,7 @@ class RemoteAgent(Agent):
         return reply
 
 
-class OpenpiAgent(Agent):
+class OpenpiAgent(_LinkedAgent):
     """A policy served by openpi's ``websocket_policy_server`` (or any server of its wire format).
 
     Each request is one observation dict (:class:`OpenpiOptions` says which entries go under which
@@ -481,19 +488,6 @@ class OpenpiAgent(Agent):
         self._link = link or _Link(uri, options)
         self._link.open(self._adopt)
 
-    @property
-    def uri(self) -> str:
-        return self._link.uri
-
-    @property
-    def options(self) -> ClientOptions:
-        return self._link.options
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the connection was re-established after the first."""
-        return self._link.reconnects
-
     def bind(self, context: AgentContext) -> None:
         """Learn the suite's action shape; a policy whose metadata declares another fails here, before step 1."""
         super().bind(context)
@@ -518,8 +512,6 @@ class OpenpiAgent(Agent):
             self._chunk.extend(chunk[: self.openpi.replan or None])
         return self._chunk.popleft()
 
-    def close(self) -> None:
-        self._link.close()
 
     def _adopt(self, frame: bytes | str) -> None:
         """Take the policy's metadata, refusing a vlaeval server and a server that changed policy."""

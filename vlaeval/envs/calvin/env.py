@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import string
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -33,6 +33,7 @@ from vlaeval.envs.calvin.cameras import (
     gripper_view,
     render,
 )
+from vlaeval.envs.calvin.chain import ChainProgress
 from vlaeval.envs.calvin.initial_state import (
     ROBOT_OBS_ARM_JOINTS,
     ROBOT_OBS_GRIPPER_WIDTH,
@@ -73,7 +74,7 @@ ABSOLUTE_LOW = np.array([-0.8, -0.8, 0.0, -np.pi, -np.pi, -np.pi, -1.0], dtype=n
 ABSOLUTE_HIGH = np.array([0.8, 0.6, 1.2, np.pi, np.pi, np.pi, 1.0], dtype=np.float32)
 
 
-class CalvinEnv(gymnasium.Env):
+class CalvinEnv(ChainProgress, gymnasium.Env):
     """CALVIN scene A-D with a Panda, Cartesian actions and chained language subtasks.
 
     Args:
@@ -147,9 +148,6 @@ class CalvinEnv(gymnasium.Env):
             )
         self.observation_space = spaces.Dict(observation)
 
-        self._tasks: tuple[str, ...] = ()
-        self._instructions: tuple[str, ...] = ()
-        self._index = 0
         self._snapshot = self._take_snapshot(self._desk.joint_positions())
         self._start = self._snapshot.freeze()
 
@@ -220,7 +218,7 @@ class CalvinEnv(gymnasium.Env):
 
         self._snapshot = self._take_snapshot(self._desk.joint_positions())
         self._start = self._snapshot.freeze()
-        return self._observation(), self._info(False, self.current_task or "", 0)
+        return self._observation(), self._step_info(False, self.current_task or "", 0)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=np.float64)
@@ -244,7 +242,7 @@ class CalvinEnv(gymnasium.Env):
             self._start = self._snapshot.freeze()
         terminated = success and self._index == len(self._tasks)
         reward = 1.0 if success else 0.0
-        return self._observation(), reward, terminated, False, self._info(success, task or "", index)
+        return self._observation(), reward, terminated, False, self._step_info(success, task or "", index)
 
     def render(self) -> np.ndarray | None:
         """The static camera image (``render_mode="rgb_array"``), rendered on demand."""
@@ -274,32 +272,6 @@ class CalvinEnv(gymnasium.Env):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["kwargs"])
         self._np_random = state["np_random"]
-
-    # --- chain bookkeeping ------------------------------------------------------------------
-
-    def _set_chain(self, tasks: Sequence[str], instructions: Sequence[str] | None) -> None:
-        tasks = tuple(tasks)
-        unknown = [t for t in tasks if t not in PREDICATES]
-        if unknown:
-            raise ValueError(f"unknown tasks {unknown}")
-        if instructions is None:
-            instructions = ("",) * len(tasks)
-        if isinstance(instructions, str) or len(instructions) != len(tasks):
-            raise ValueError("options['instructions'] must be a sequence with one instruction per task")
-        self._tasks, self._instructions, self._index = tasks, tuple(str(i) for i in instructions), 0
-
-    @property
-    def current_task(self) -> str | None:
-        """Name of the subtask being evaluated, or None (no chain, or chain completed)."""
-        return self._tasks[self._index] if self._index < len(self._tasks) else None
-
-    @property
-    def subtask_index(self) -> int:
-        """Index of the current subtask in the chain (= number of subtasks solved so far)."""
-        return self._index
-
-    def _info(self, success: bool, task: str, index: int) -> dict[str, Any]:
-        return {"is_success": bool(success), "task": task, "subtask_index": index}
 
     # --- state I/O --------------------------------------------------------------------------
 

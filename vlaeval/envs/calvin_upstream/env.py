@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import string
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -36,6 +36,7 @@ from gymnasium import spaces
 
 from vlaeval.envs.calvin.bullet import pb
 from vlaeval.envs.calvin.cameras import CAMERA_KEYS, GRIPPER, STATIC
+from vlaeval.envs.calvin.chain import ChainProgress
 from vlaeval.envs.calvin.env import ABSOLUTE_HIGH, ABSOLUTE_LOW, ACTION_MODES, CONTROL_HZ, MAX_INSTRUCTION_LENGTH, STATE_BOUND
 from vlaeval.envs.calvin.initial_state import ROBOT_OBS_SIZE, SCENE_OBS_SIZE
 from vlaeval.envs.calvin.predicates import (
@@ -46,7 +47,6 @@ from vlaeval.envs.calvin.predicates import (
     DESK_PLANK,
     DESK_SLIDE,
     DESK_SWITCH,
-    PREDICATES,
     Snapshot,
 )
 from vlaeval.envs.calvin.robot import binarise_gripper
@@ -84,7 +84,7 @@ UPSTREAM_DESK_POINTS: dict[str, tuple[int, tuple[float, float, float], tuple[flo
 }
 
 
-class CalvinUpstreamEnv(gymnasium.Env):
+class CalvinUpstreamEnv(ChainProgress, gymnasium.Env):
     """Upstream CALVIN scene D with chained language subtasks judged by upstream's oracle.
 
     Args:
@@ -133,9 +133,6 @@ class CalvinUpstreamEnv(gymnasium.Env):
             )
         self.observation_space = spaces.Dict(observation)
 
-        self._tasks: tuple[str, ...] = ()
-        self._instructions: tuple[str, ...] = ()
-        self._index = 0
         self._upstream: Any = None
         self._fresh = False  # the upstream env has not been reset yet (the first reset need not rebuild it)
         self._build()
@@ -203,33 +200,6 @@ class CalvinUpstreamEnv(gymnasium.Env):
         # process's only slot for one.  At interpreter shutdown pybullet may be gone already.
         with contextlib.suppress(Exception):
             self._release()
-
-    # --- chain bookkeeping (as ``vlaeval/Calvin-v0``'s) --------------------------------------
-
-    def _set_chain(self, tasks: Sequence[str], instructions: Sequence[str] | None) -> None:
-        tasks = tuple(tasks)
-        unknown = [t for t in tasks if t not in PREDICATES]
-        if unknown:
-            raise ValueError(f"unknown tasks {unknown}")
-        if instructions is None:
-            instructions = ("",) * len(tasks)
-        if isinstance(instructions, str) or len(instructions) != len(tasks):
-            raise ValueError("options['instructions'] must be a sequence with one instruction per task")
-        self._tasks, self._instructions, self._index = tasks, tuple(str(i) for i in instructions), 0
-
-    @property
-    def current_task(self) -> str | None:
-        """Name of the subtask being evaluated, or None (no chain, or chain completed)."""
-        return self._tasks[self._index] if self._index < len(self._tasks) else None
-
-    @property
-    def subtask_index(self) -> int:
-        """Index of the current subtask in the chain (= number of subtasks solved so far)."""
-        return self._index
-
-    @staticmethod
-    def _step_info(success: bool, task: str, index: int) -> dict[str, Any]:
-        return {"is_success": bool(success), "task": task, "subtask_index": index}
 
     def _observation(self, obs: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VLAEVAL_VENV:-.venv}"
 
-bash scripts/setup.sh dev,agents,onnx,remote,ray,simpler,train
+bash scripts/setup.sh dev,agents,onnx,remote,ray,simpler,train,video
 # upstream CALVIN (calvin_env) for the calvin-upstream suite's tests, from the vendored copy where
 # there is one (no registry serves it; elsewhere those tests skip and say why)
 if compgen -G "../shared/vendor/calvin_env-*.tar.gz" >/dev/null; then bash scripts/install-calvin-upstream.sh; fi

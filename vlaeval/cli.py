@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from vlaeval import __version__
+from vlaeval.version import __version__
 from vlaeval.errors import VlaevalError
 from vlaeval.options import parse_options
 
@@ -85,10 +85,12 @@ def cli() -> None:
 @click.option("--threshold", type=float, help="With --until decided: is this run's success rate above or below RATE?")
 @click.option("--alpha", type=float, help="With --until decided: the chance of any wrong verdict  [default: 0.05]")
 @click.option("--delta", type=float, help="With --against: also stop once this run is shown less than DELTA worse than RUN.")
+@click.option("--video", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Film the first N episodes of each task to RUN_DIR/videos (pip install 'vlaeval[video]'); results do not change.")
 def run(agent: str | None, suite: str | None, setting: str | None, episodes: int | None, seed: int | None, workers: int,
         out: str, resume: str | None, agent_opts: tuple[str, ...], checkpoint: str | None, runtime: str | None, step_timeout: float,
         setup_timeout: float, run_id: str | None, no_progress: bool, envs_per_worker: int, env_mode: str, executor: str, address: str | None,
-        until: str, against: str | None, threshold: float | None, alpha: float | None, delta: float | None) -> None:
+        until: str, against: str | None, threshold: float | None, alpha: float | None, delta: float | None, video: int) -> None:
     """Evaluate an agent on a suite; results go to a run directory."""
     from vlaeval.evaluators.runner import evaluate
     from vlaeval.results.sequential import StoppingRule
@@ -105,7 +107,7 @@ def run(agent: str | None, suite: str | None, setting: str | None, episodes: int
     result = evaluate(agent, suite, setting=setting, episodes=episodes, seed=seed, workers=workers, out=out, resume=resume,
                       agent_options=options, step_timeout=step_timeout, progress=not no_progress, run_id=run_id,
                       envs_per_worker=envs_per_worker, executor=executor, address=address, env_mode=env_mode,
-                      setup_timeout=setup_timeout, until=rule)
+                      setup_timeout=setup_timeout, until=rule, video=video)
     summary = ", ".join(f"{k}={v:.3f}" if k != "episodes" else f"{k}={int(v)}" for k, v in result.summary().items())
     errors = int(result.results.groupby("episode")["error"].apply(lambda e: e.notna().any()).sum()) if not result.results.empty else 0
     click.echo(f"{result.run_dir}: {summary}" + (f" ({errors} episodes errored: see the error column)" if errors else ""))

@@ -35,7 +35,8 @@ from vlaeval.envs.pool import EnvPool, SyncEnvPool
 from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec
 from vlaeval.errors import VlaevalError
 from vlaeval.evaluators.guards import watched_setup
-from vlaeval.evaluators.rollout import EpisodeContext, play
+from vlaeval.evaluators.rollout import EpisodeContext, Observer, play
+from vlaeval.evaluators.video import VideoPlan, VideoRecorder
 from vlaeval.plugins.manager import load_suite, suite_spec
 from vlaeval.results.fingerprint import observation_shapes
 from vlaeval.results.store import canonical_json
@@ -58,6 +59,7 @@ class Shard:
         owns_agent: close the agent when the shard ends (not for instances the caller passed in).
         envs_per_worker: lock-step environments (1: one env, one agent call per step).
         env_mode: where those environments run: auto, sync (this process) or async (subprocesses).
+        video: the episodes of the run to film (``--video``), or None.
     """
 
     worker: int
@@ -68,6 +70,7 @@ class Shard:
     owns_agent: bool = True
     envs_per_worker: int = 1
     env_mode: str = "auto"
+    video: VideoPlan | None = None
 
 
 def negotiated_action_type(agent_spec: AgentSpec, spec: SuiteSpec, agent_name: str) -> str:
@@ -122,18 +125,22 @@ class Pairing:
         """One environment from the suite's own factory (``overrides``: see :meth:`Suite.make_env`)."""
         return self.start(lambda: self.suite.make_env(self.setting, self.agent_spec, self.action_type, **overrides))
 
-    def pool(self, size: int, env_mode: str) -> EnvPool:
+    def pool(self, size: int, env_mode: str, **overrides: Any) -> EnvPool:
         """``size`` environments for the rollout core: one in this process, or the suite's own batched
         pool (simpler on the GPU: one batched simulator), else ``size`` single envs in this process
-        or in subprocesses as ``env_mode`` says."""
+        or in subprocesses as ``env_mode`` says (``overrides``: see :meth:`make_env`; a batched pool
+        and subprocesses do not take them)."""
+        def make_env() -> Any:
+            return self.make_env(**overrides)
+
         if size == 1:
-            return SyncEnvPool(self.make_env, 1)
+            return SyncEnvPool(make_env, 1)
         from vlaeval.evaluators.envpool import make_pool, resolve_mode
 
         pool = self.start(lambda: self.suite.batched_pool(self.setting, self.agent_spec, self.action_type, size, env_mode))
         if pool is None:
             pool = make_pool(resolve_mode(env_mode, size, self.agent_spec), size, suite=self.spec.name, setting=self.setting,
-                             agent_spec=self.agent_spec, action_type=self.action_type, make_env=self.make_env)
+                             agent_spec=self.agent_spec, action_type=self.action_type, make_env=make_env)
         return pool
 
     def bind(self, agent: Any, pool: EnvPool, slot: int | None) -> None:
@@ -183,19 +190,29 @@ def _registered_metadata(spec: SuiteSpec) -> Mapping[str, Any]:
     return getattr(creator, "metadata", None) or {}
 
 
-def play_shard(shard: Shard) -> Iterator[Event]:
+def play_shard(shard: Shard, observers: Sequence[Observer] = ()) -> Iterator[Event]:
     """Build a shard's environments and agent(s), then play its episodes; yield the runner's events
-    (``("started", index)`` too, which a supervising driver needs to charge a dying worker)."""
+    (``("started", index)`` too, which a supervising driver needs to charge a dying worker).
+
+    ``observers`` watch the rollouts beside the shard's own (its :class:`VideoRecorder`, when it
+    films episodes); they are built where the shard runs, since a shard travels pickled.
+    """
     ctx = shard.context
     first = shard.agent if shard.agent is not None else build_agent(ctx.agent, shard.agent_options)
     agents = [first]
     owned = [first] if shard.owns_agent else []
-    pool = None
+    pool = recorder = None
     try:
         pairing = Pairing.negotiate(suite_spec(ctx.suite), ctx.setting, ctx.agent, shard.agent_options, agent_spec_of(first))
         n = min(shard.envs_per_worker, len(shard.episodes))
         batched = n > 1 and is_batched(first)
-        pool = pairing.pool(n, shard.env_mode)
+        video = shard.video.only(shard.episodes) if shard.video is not None else None
+        if video is None:
+            pool = pairing.pool(n, shard.env_mode)
+        else:  # frames come from render(), which needs the envs here (results do not depend on env_mode)
+            pool = pairing.pool(n, "sync" if shard.env_mode == "auto" else shard.env_mode, render_mode="rgb_array")
+            recorder = VideoRecorder(video, pool)
+            observers = (*observers, recorder)
         if n > 1 and not batched:
             agents += [_another(shard, n) for _ in range(n - 1)]  # one state per env: an instance each
             owned += agents[1:]
@@ -204,9 +221,11 @@ def play_shard(shard: Shard) -> Iterator[Event]:
         layout = {"batched": batched, "envs_per_worker": n, "env_mode": pool.kind} if n > 1 else {}
         yield "ready", pairing.ready(first, pool, **layout)
         for kind, payload in play(pool, agents, shard.episodes, max_steps=ctx.max_steps, step_timeout=ctx.step_timeout,
-                                  batched=batched):
+                                  batched=batched, observers=observers):
             yield ("record", ctx.record(payload)) if kind == "ended" else (kind, payload)
     finally:
+        if recorder is not None:
+            recorder.close()
         if pool is not None:
             pool.close()
         for agent in owned:

@@ -44,6 +44,7 @@ from vlaeval.errors import VlaevalError
 from vlaeval.evaluators.executors import Event, Executor, InProcess, Shard, negotiated_action_type
 from vlaeval.evaluators.guards import DEFAULT_STEP_TIMEOUT
 from vlaeval.evaluators.rollout import EpisodeContext
+from vlaeval.evaluators.video import VideoPlan, episodes_to_record, require_writer
 from vlaeval.plugins.manager import load_suite as _load_suite
 from vlaeval.plugins.manager import suite_spec as spec_of
 from vlaeval.results.fingerprint import (
@@ -135,6 +136,7 @@ def evaluate(
     env_mode: str = "auto",
     setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
     until: StoppingRule | None = None,
+    video: int = 0,
 ) -> RunResult:
     """Evaluate an agent on a suite and return the per-episode results.
 
@@ -172,6 +174,11 @@ def evaluate(
             several workers a few episodes past it may finish and are stored too.  With
             ``against`` and no ``episodes``, the run plans the reference run's episodes.  A resumed
             run continues its saved test (``until`` may be repeated, not changed).
+        video: film the first ``video`` episodes of each task (of a chain's first subtask) into
+            ``RUN_DIR/videos/episode-<index>.mp4`` (needs the ``video`` extra).  Frames are
+            rendered beside the agent's observations, never instead of them, so results do not
+            depend on it; it is recorded per session in the manifest, not in the configuration a
+            resume checks: a resumed session films only the chosen episodes it plays itself.
     """
     from vlaeval.plugins.manager import plugin_manager
 
@@ -193,6 +200,10 @@ def evaluate(
         raise VlaevalError(f"--step-timeout must be >= 0 seconds, not {step_timeout}")
     if setup_timeout < 0:
         raise VlaevalError(f"--setup-timeout must be >= 0 seconds, not {setup_timeout}")
+    if video < 0:
+        raise VlaevalError(f"--video must be >= 0 episodes per task, not {video}")
+    if video:
+        require_writer()
     instance = None if isinstance(agent, str) else agent
     if resume is not None:
         run_dir = Path(resume)
@@ -259,7 +270,8 @@ def evaluate(
     provenance = _Provenance(manifest, config, spec, all_episodes, protocol_episodes)
     if sequential is not None:
         manifest["stopping"] = sequential.record()  # from the first write on: a killed run's resume checks its reference too
-    manifest["sessions"][-1].update({"envs_per_worker": envs_per_worker, "executor": executor, "setup_timeout": setup_timeout})
+    manifest["sessions"][-1].update({"envs_per_worker": envs_per_worker, "executor": executor, "setup_timeout": setup_timeout,
+                                     "video": video})
     # A new run's directory appears once its agent is ready: an agent that cannot be built or
     # bound (missing weights, a bad option) fails the run without leaving an empty run behind.
     visible = resume is not None
@@ -273,7 +285,8 @@ def evaluate(
     tally = _Tally(chained=spec.protocol.chain_length > 1, records=list(done.values()))
     stored = set(done)
     status = "interrupted"
-    jobs = _jobs(run_id, config, pending, workers, instance, owns_agent, envs_per_worker, env_mode)
+    plan = VideoPlan(str(run_dir), episodes_to_record(all_episodes, video)) if video else None
+    jobs = _jobs(run_id, config, pending, workers, instance, owns_agent, envs_per_worker, env_mode, plan)
     events = _execute(jobs, setup_timeout, ray_session)
     try:
         for kind, payload in events:
@@ -334,12 +347,13 @@ def evaluate(
 
 
 def _jobs(run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], workers: int, instance: Any, owns_agent: bool,
-          envs_per_worker: int = 1, env_mode: str = "auto") -> list[Shard]:
+          envs_per_worker: int = 1, env_mode: str = "auto", video: VideoPlan | None = None) -> list[Shard]:
     """The shards: pending episodes dealt round-robin over at most ``workers`` of them."""
     spec = spec_of(config.suite)
     ctx = EpisodeContext(run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
     workers = min(workers, len(pending))
-    return [Shard(w, ctx, dict(config.agent_options), tuple(pending[w::workers]), instance, owns_agent, envs_per_worker, env_mode)
+    return [Shard(w, ctx, dict(config.agent_options), tuple(pending[w::workers]), instance, owns_agent, envs_per_worker, env_mode,
+                  video)
             for w in range(workers)]
 
 
@@ -692,7 +706,7 @@ def _option_defaults(agent: str) -> dict[str, Any]:
 
 
 def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, spec: SuiteSpec, workers: int, pending: int) -> dict[str, Any]:
-    from vlaeval import __version__
+    from vlaeval.version import __version__
 
     if not manifest:
         setting = spec.setting(config.setting)
@@ -725,7 +739,7 @@ def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, sp
 def _versions(spec: SuiteSpec) -> dict[str, str]:
     from importlib import metadata
 
-    from vlaeval import __version__
+    from vlaeval.version import __version__
 
     out = {"python": platform.python_version(), "vlaeval": __version__}
     for name in TRACKED_PACKAGES:

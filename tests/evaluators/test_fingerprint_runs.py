@@ -91,15 +91,15 @@ def test_gate_compares_real_runs_by_protocol(tmp_path: Path, capsys: pytest.Capt
 def test_a_camera_reading_run_takes_one_render_fingerprint_and_warns_on_a_difference(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from vlaeval.envs import fingerprint
-    from vlaeval.evaluators import runner
+    from vlaeval.evaluators import manifest as run_manifest
 
     reference = fingerprint.load_reference("calvin")
     assert reference is not None
     moved = {**reference, "renderer": {**reference["renderer"], "device": "NVIDIA RTX (a test)"}}
     monkeypatch.setattr(fingerprint, "load_reference", lambda suite: moved)
     started = []
-    check = runner._RenderCheck
-    monkeypatch.setattr(runner, "_RenderCheck", lambda suite: started.append(suite) or check(suite))
+    check = run_manifest._RenderCheck
+    monkeypatch.setattr(run_manifest, "_RenderCheck", lambda suite: started.append(suite) or check(suite))
 
     run = _run(tmp_path, CameraRandom(), "calvin", episodes=1, run_id="cam")
     err = capsys.readouterr().err

@@ -24,16 +24,9 @@ killed worker, the external step watchdog, the setup timeout) do not apply to it
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import getpass
 import os
-import platform
-import socket
-import subprocess
 import sys
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -41,41 +34,21 @@ from vlaeval.agents.resolve import agent_spec_of
 from vlaeval.conventions import AgentSpec
 from vlaeval.envs.suite import EpisodeSpec, SuiteSpec
 from vlaeval.errors import VlaevalError
+from vlaeval.evaluators.config import RunConfig, _fingerprint
 from vlaeval.evaluators.executors import Event, Executor, InProcess, Shard, negotiated_action_type
 from vlaeval.evaluators.guards import DEFAULT_STEP_TIMEOUT
+from vlaeval.evaluators.manifest import _new_run_id, _now, _Provenance, _start_manifest
+from vlaeval.evaluators.resume import _check_finished, _resumed_run
 from vlaeval.evaluators.rollout import EpisodeContext
+from vlaeval.evaluators.until import _default_episodes, _sequential_run
 from vlaeval.evaluators.video import VideoPlan, episodes_to_record, require_writer
 from vlaeval.plugins.manager import load_suite as _load_suite
 from vlaeval.plugins.manager import suite_spec as spec_of
-from vlaeval.results.fingerprint import (
-    agent_option_defaults,
-    describe_difference,
-    fingerprint_hash,
-    protocol_differences,
-    protocol_fingerprint,
-)
-from vlaeval.results.sequential import Decision, SequentialRun, StoppingRule, outcomes_hash, reference_outcomes, reference_size
-from vlaeval.results.store import EpisodeRecord, ResultStore, canonical_json, config_hash, read_manifest, write_manifest
+from vlaeval.results.sequential import Decision, SequentialRun, StoppingRule
+from vlaeval.results.store import EpisodeRecord, ResultStore, write_manifest
 
 #: Seconds agent construction and ``bind()`` may each take in a worker (real models load slowly).
 DEFAULT_SETUP_TIMEOUT = 600.0
-TRACKED_PACKAGES = ("numpy", "gymnasium", "pluggy", "pandas", "pybullet", "torch", "transformers", "onnxruntime", "mani_skill")
-#: Seconds a run waits at its end for a render fingerprint still being taken (simpler: 10-25 s).
-RENDER_TIMEOUT = 180.0
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """The resolved configuration of a run, saved in its manifest and reused by ``--resume``."""
-
-    agent: str
-    suite: str
-    setting: str
-    episodes: int
-    seed: int
-    step_timeout: float = DEFAULT_STEP_TIMEOUT
-    agent_options: Mapping[str, Any] = field(default_factory=dict)
-    until: StoppingRule | None = None  # --until decided: the sequential test that may end the run early
 
 
 @dataclass(frozen=True)
@@ -182,69 +155,11 @@ def evaluate(
     """
     from vlaeval.plugins.manager import plugin_manager
 
-    if workers < 1:
-        raise VlaevalError(f"--workers must be at least 1, not {workers}")
-    if envs_per_worker < 1:
-        raise VlaevalError(f"--envs-per-worker must be at least 1, not {envs_per_worker}")
-    if executor not in ("local", "ray"):
-        raise VlaevalError(f"--executor must be local or ray, not {executor!r}")
-    if env_mode not in ("auto", "sync", "async"):
-        raise VlaevalError(f"--env-mode must be auto, sync or async, not {env_mode!r}")
-    if address is not None and executor != "ray":
-        raise VlaevalError("--address is the Ray cluster to use: pass it with --executor ray")
-    if executor == "ray":
-        from vlaeval.evaluators.ray_executor import import_ray
-
-        import_ray(address)  # fail at once when ray is missing
-    if step_timeout < 0:
-        raise VlaevalError(f"--step-timeout must be >= 0 seconds, not {step_timeout}")
-    if setup_timeout < 0:
-        raise VlaevalError(f"--setup-timeout must be >= 0 seconds, not {setup_timeout}")
-    if video < 0:
-        raise VlaevalError(f"--video must be >= 0 episodes per task, not {video}")
-    if video:
-        require_writer()
+    _check_arguments(workers, envs_per_worker, executor, env_mode, address, step_timeout, setup_timeout, video)
     instance = None if isinstance(agent, str) else agent
-    if resume is not None:
-        run_dir = Path(resume)
-        manifest = read_manifest(run_dir)
-        config = _config_from_manifest(manifest, run_dir)
-        for given, saved, what in ((agent if isinstance(agent, str) else None, config.agent, "agent"), (suite, config.suite, "suite")):
-            if given is not None and given != saved:
-                raise VlaevalError(f"{run_dir} is a run of {what} {saved!r}, not {given!r}; drop --{what} or start a new run")
-        if until is not None and until != config.until:
-            started = f"with a {config.until.describe()}" if config.until else "without --until decided"
-            raise VlaevalError(f"{run_dir} was started {started}; its test cannot change mid-run: drop --until and its options to resume it")
-        if episodes is not None and episodes != config.episodes:
-            available = spec_of(config.suite).protocol.episodes
-            if not config.episodes < episodes <= available:
-                raise VlaevalError(
-                    f"{run_dir} evaluates {config.episodes} episodes; --resume can extend it to more "
-                    f"(up to {available}), not change it to {episodes}"
-                )
-            config = dataclasses.replace(config, episodes=episodes)
-            manifest["config"] = _config_dict(config)
-        run_id = manifest["run_id"]
-    else:
-        if suite is None:
-            raise VlaevalError("no suite given: pass --suite (see `vlaeval suites`)")
-        manifest = {}
-        config = None
-    spec: SuiteSpec = spec_of(config.suite if config else suite)
-    if config is None:
-        setting_obj = spec.setting(setting)
-        n = _default_episodes(spec, until) if episodes is None else episodes
-        if not 1 <= n <= spec.protocol.episodes:
-            raise VlaevalError(f"--episodes must be between 1 and {spec.protocol.episodes} for suite {spec.name!r}, not {n}")
-        agent_name = agent if isinstance(agent, str) else type(agent).__name__
-        config = RunConfig(
-            agent_name, spec.name, setting_obj.name, n, spec.protocol.seed if seed is None else seed, step_timeout, dict(agent_options or {}),
-            until,
-        )
-        run_id = run_id or _new_run_id(spec.name, agent_name)
-        run_dir = Path(out) / run_id
-        if (run_dir / "manifest.json").exists():
-            raise VlaevalError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --out")
+    run_dir, run_id, manifest, config, spec = _resolve_run(agent, suite, setting=setting, episodes=episodes, seed=seed, out=out,
+                                                           resume=resume, agent_options=agent_options, step_timeout=step_timeout,
+                                                           run_id=run_id, until=until)
 
     owns_agent = instance is None
     _preflight(instance, config, spec)
@@ -326,17 +241,7 @@ def evaluate(
             ray_session.close()
         if bar is not None:
             bar.close()
-        provenance.finish(wait=status in ("finished", "decided"))
-        if sequential is not None:
-            manifest["stopping"] = sequential.record()
-        manifest["status"] = status
-        manifest["sessions"][-1]["ended"] = _now()
-        manifest["finished_at"] = _now() if status in ("finished", "decided") else None
-        if visible:
-            write_manifest(run_dir, manifest)
-        if status == "interrupted":
-            print(f"run interrupted; finish it with: vlaeval run --resume {run_dir}" if visible
-                  else "run interrupted before the agent was ready; nothing was stored", file=sys.stderr)
+        _end_session(run_dir, manifest, status, visible=visible, provenance=provenance, sequential=sequential)
 
     store.write_parquet()
     from vlaeval.results.report import counted_results
@@ -344,6 +249,84 @@ def evaluate(
     results = counted_results(run_dir)
     hooks.vlaeval_run_finished(run=info, results=results)
     return RunResult(run_id, run_dir, results, spec.protocol.chain_length, sequential.decision if sequential is not None else None)
+
+
+def _check_arguments(workers: int, envs_per_worker: int, executor: str, env_mode: str, address: str | None, step_timeout: float,
+                     setup_timeout: float, video: int) -> None:
+    """Refuse arguments that cannot work, before anything is read or started (see :func:`evaluate`)."""
+    if workers < 1:
+        raise VlaevalError(f"--workers must be at least 1, not {workers}")
+    if envs_per_worker < 1:
+        raise VlaevalError(f"--envs-per-worker must be at least 1, not {envs_per_worker}")
+    if executor not in ("local", "ray"):
+        raise VlaevalError(f"--executor must be local or ray, not {executor!r}")
+    if env_mode not in ("auto", "sync", "async"):
+        raise VlaevalError(f"--env-mode must be auto, sync or async, not {env_mode!r}")
+    if address is not None and executor != "ray":
+        raise VlaevalError("--address is the Ray cluster to use: pass it with --executor ray")
+    if executor == "ray":
+        from vlaeval.evaluators.ray_executor import import_ray
+
+        import_ray(address)  # fail at once when ray is missing
+    if step_timeout < 0:
+        raise VlaevalError(f"--step-timeout must be >= 0 seconds, not {step_timeout}")
+    if setup_timeout < 0:
+        raise VlaevalError(f"--setup-timeout must be >= 0 seconds, not {setup_timeout}")
+    if video < 0:
+        raise VlaevalError(f"--video must be >= 0 episodes per task, not {video}")
+    if video:
+        require_writer()
+
+
+def _resolve_run(agent: Any, suite: str | None, *, setting: str | None, episodes: int | None, seed: int | None,
+                 out: str | os.PathLike[str], resume: str | os.PathLike[str] | None, agent_options: Mapping[str, Any] | None,
+                 step_timeout: float, run_id: str | None, until: StoppingRule | None,
+                 ) -> tuple[Path, str, dict[str, Any], RunConfig, SuiteSpec]:
+    """The run to play: a resumed one (its saved config, checked against the arguments) or a new one.
+
+    Returns its directory, id, manifest (empty for a new run), config and suite.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        manifest, config = _resumed_run(run_dir, agent, suite, until, episodes)
+        run_id = manifest["run_id"]
+    else:
+        if suite is None:
+            raise VlaevalError("no suite given: pass --suite (see `vlaeval suites`)")
+        manifest = {}
+        config = None
+    spec: SuiteSpec = spec_of(config.suite if config else suite)
+    if config is None:
+        setting_obj = spec.setting(setting)
+        n = _default_episodes(spec, until) if episodes is None else episodes
+        if not 1 <= n <= spec.protocol.episodes:
+            raise VlaevalError(f"--episodes must be between 1 and {spec.protocol.episodes} for suite {spec.name!r}, not {n}")
+        agent_name = agent if isinstance(agent, str) else type(agent).__name__
+        config = RunConfig(
+            agent_name, spec.name, setting_obj.name, n, spec.protocol.seed if seed is None else seed, step_timeout, dict(agent_options or {}),
+            until,
+        )
+        run_id = run_id or _new_run_id(spec.name, agent_name)
+        run_dir = Path(out) / run_id
+        if (run_dir / "manifest.json").exists():
+            raise VlaevalError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --out")
+    return run_dir, run_id, manifest, config, spec
+
+
+def _end_session(run_dir: Path, manifest: dict[str, Any], status: str, *, visible: bool, provenance: _Provenance,
+                 sequential: SequentialRun | None) -> None:
+    """Record how this session ended in the manifest (written once the run is visible)."""
+    provenance.finish(wait=status in ("finished", "decided"))
+    if sequential is not None:
+        manifest["stopping"] = sequential.record()
+    manifest["status"] = status
+    manifest["sessions"][-1]["ended"] = _now()
+    manifest["finished_at"] = _now() if status in ("finished", "decided") else None
+    if visible:
+        write_manifest(run_dir, manifest)
+    if status == "interrupted":
+        print(f"run interrupted; finish it with: vlaeval run --resume {run_dir}" if visible
+              else "run interrupted before the agent was ready; nothing was stored", file=sys.stderr)
 
 
 def _jobs(run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], workers: int, instance: Any, owns_agent: bool,
@@ -434,350 +417,3 @@ def _progress_bar(total: int, initial: int, spec: SuiteSpec, *, enabled: bool) -
 
     unit = "chain" if spec.protocol.chain_length > 1 else "episode"
     return tqdm(total=total, initial=initial, unit=unit, desc=spec.name, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
-
-
-#: The JSON type of each saved config field.
-_CONFIG_TYPES: Mapping[str, type | tuple[type, ...]] = {
-    "agent": str, "suite": str, "setting": str, "episodes": int, "seed": int, "step_timeout": (int, float), "agent_options": dict,
-    "until": (dict, type(None)),
-}
-
-
-def _config_dict(config: RunConfig) -> dict[str, Any]:
-    """The config as the manifest saves it; ``until`` only when set, so runs without a stopping
-    rule keep the manifest (and config hash) they always had."""
-    saved = dataclasses.asdict(config)
-    if config.until is None:
-        del saved["until"]
-    return saved
-
-
-def _default_episodes(spec: SuiteSpec, until: StoppingRule | None) -> int:
-    """All of the protocol's episodes; for a paired test, those the reference run has (it pairs no more)."""
-    if until is not None and until.against is not None:
-        return min(reference_size(until.against), spec.protocol.episodes) or spec.protocol.episodes
-    return spec.protocol.episodes
-
-
-def _config_from_manifest(manifest: Mapping[str, Any], run_dir: Path) -> RunConfig:
-    try:
-        config = RunConfig(**manifest["config"])
-    except (KeyError, TypeError) as exc:
-        raise VlaevalError(f"{run_dir}/manifest.json has no valid run config ({exc}); it cannot be resumed") from exc
-    for name, kind in _CONFIG_TYPES.items():  # the manifest is a file people edit
-        value = getattr(config, name)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise VlaevalError(f"{run_dir}/manifest.json: config.{name} cannot be {value!r}; restore it to resume the run")
-    if config.until is not None:
-        config = dataclasses.replace(config, until=StoppingRule.from_config(config.until, f"{run_dir}/manifest.json"))
-    return config
-
-
-def _fingerprint(config: RunConfig, spec: SuiteSpec) -> dict[str, Any]:
-    """The fields that decide which episodes a run plays and what can happen in them, and their hash.
-
-    Stored in the manifest and stamped in every stored record, so a resume can tell rows of this
-    configuration from rows of another.  The episode count is not one of them: ``--resume RUN
-    --episodes N`` legitimately extends a run.
-    """
-    fields = {
-        "agent": config.agent, "agent_options": dict(config.agent_options), "suite": config.suite, "suite_version": spec.version,
-        "setting": config.setting, "seed": config.seed, "step_timeout": float(config.step_timeout),
-    }
-    if config.until is not None:  # a stopping rule decides how many episodes are played; absent, older hashes stay valid
-        fields["until"] = dataclasses.asdict(config.until)
-    return {"config_hash": config_hash(fields), "fields": fields}
-
-
-def _check_finished(run_dir: Path, manifest: Mapping[str, Any], fingerprint: Mapping[str, Any], done: Mapping[int, EpisodeRecord],
-                    episodes: Sequence[EpisodeSpec]) -> None:
-    """Refuse to add episodes to rows that were played under another configuration.
-
-    The manifest is an editable file: resuming after changing its agent, setting or seed would mix
-    rows of two configurations in one run.  The rows are the ground truth, so their own columns
-    and episode seeds are checked first (all that runs from older versions have), then the
-    fingerprint recorded in the manifest (which names the field that changed) and the one stamped
-    in each row (which catches a manifest edited together with its fingerprint).
-    """
-    if not done:
-        return  # nothing to mix: the configuration as it stands becomes the run's
-    fields, fix = fingerprint["fields"], "restore manifest.json or start a new run"
-    seeds = {e.index: e.seed for e in episodes}
-    for rec in done.values():
-        for row in rec.rows:
-            for column in ("agent", "suite", "suite_version", "setting"):
-                if row[column] != fields[column]:
-                    remedy = f"install version {row[column]!r} of the suite or start a new run" if column == "suite_version" else fix
-                    raise VlaevalError(f"{run_dir}: {column} differs: episode {rec.episode} was played with {column} "
-                                       f"{row[column]!r}, the run would now use {fields[column]!r}; {remedy}")
-        if rec.episode not in seeds:
-            raise VlaevalError(f"{run_dir}: episode {rec.episode} is finished but the manifest plans {len(seeds)} episodes; {fix}")
-        if rec.seed != seeds[rec.episode]:
-            raise VlaevalError(f"{run_dir}: seed differs: episode {rec.episode} was played with episode seed {rec.seed}, "
-                               f"the manifest's seed {fields['seed']} gives it {seeds[rec.episode]}; {fix}")
-    recorded = manifest.get("fingerprint")
-    before = recorded.get("fields") if isinstance(recorded, dict) else None
-    if isinstance(before, dict):
-        checked = [k for k in {**before, **fields} if k in before or k == "until"]  # not fields older versions lacked
-        changed = [k for k in checked if canonical_json(before.get(k)) != canonical_json(fields.get(k))]
-        if changed:
-            raise VlaevalError(f"{run_dir}: {changed[0]} differs: the finished episodes were played with {changed[0]} "
-                               f"{canonical_json(before.get(changed[0]))}, the manifest now says {canonical_json(fields.get(changed[0]))}; {fix}")
-    for rec in done.values():
-        if rec.config_hash is not None and rec.config_hash != fingerprint["config_hash"]:
-            raise VlaevalError(f"{run_dir}: episode {rec.episode} was played with a different configuration (config_hash "
-                               f"{rec.config_hash}, the manifest gives {fingerprint['config_hash']}): the agent options or step "
-                               f"timeout differ; {fix}")
-
-
-def _sequential_run(run_dir: Path, manifest: Mapping[str, Any], config: RunConfig, spec: SuiteSpec, episodes: Sequence[EpisodeSpec],
-                    done: Mapping[int, EpisodeRecord]) -> SequentialRun | None:
-    """The run's sequential test, fed with the episodes already finished (a resume continues it).
-
-    A paired test needs its reference run on these very episodes, checked before anything is
-    played; a resumed one also needs the reference to still hold the results the test began with,
-    or the "same test" would silently pair with other outcomes.
-    """
-    rule = config.until
-    if rule is None:
-        return None
-    reference = None
-    if rule.against is not None:
-        reference = reference_outcomes(rule.against, suite=spec.name, version=spec.version, setting=config.setting,
-                                       episodes=[(e.index, e.seed, e.tasks) for e in episodes])
-        stopping = manifest.get("stopping")
-        before = stopping.get("reference") if isinstance(stopping, dict) else None
-        if isinstance(before, dict) and isinstance(before.get("episodes"), int) and before["episodes"] <= len(reference):
-            if outcomes_hash(reference, before["episodes"]) != before.get("sha256"):
-                raise VlaevalError(f"{run_dir}: the results of --against {rule.against} on its first {before['episodes']} episodes "
-                                   f"changed since this run's test began; the test cannot continue: start a new run")
-    return SequentialRun(rule, {i: float(r.success) for i, r in done.items()}, reference)
-
-
-class _Provenance:
-    """How a run's scores were produced: its protocol fingerprint and render fingerprint, in its manifest.
-
-    ``manifest["fingerprint"]`` (``config_hash``) is what the user asked for, the fields a resume
-    checks so that rows of two configurations never mix in one run.  ``manifest["protocol"]``
-    (``protocol_hash``, :mod:`vlaeval.results.fingerprint`) is everything that changes a score,
-    asked for or not (package versions, the observation shapes and control rate the environment
-    really has, the renderer): what ``report`` and ``gate`` compare between runs.  Its
-    environment half exists only where environments are built, in the workers, so it is
-    completed at the first ``ready``.  Agent options are filled in with the registered target's
-    keyword defaults; a factory taking ``**options`` (``kosmos-lstm*``) declares none, and a runtime
-    picked at the first step (``runtime=auto``) is recorded as requested: pin ``--runtime`` to make
-    the runtime itself part of the protocol.  Each resumed session recomputes the protocol; a
-    difference from the recorded one (other than more episodes) is printed and listed in the
-    session as ``protocol_differences``, and the protocol now in force is kept.
-
-    The render fingerprint (:mod:`vlaeval.envs.fingerprint`) is taken only when the agent reads a
-    camera, once per run (a resumed session keeps a recorded one), by the driver in a subprocess
-    (``python -m vlaeval.envs.fingerprint``) started at the first ``ready``.  Not in the workers: W
-    of them would take it W times, and a worker's agent would wait for it; not in the driver's
-    own process: simpler builds a SAPIEN scene for it (10-25 s, a Vulkan device), which the
-    process holding the results store should neither wait for nor keep loaded.  So it costs no
-    wall time while episodes play; a run that ends first waits for it, at most
-    :data:`RENDER_TIMEOUT`.  It describes the machine running ``vlaeval run``; with Ray, other
-    nodes may render otherwise (``vlaeval doctor`` on each checks that).  Thumbnails are left out
-    of the manifest (about 2 kB per frame and camera): they only serve the tolerance check against
-    the committed reference, done here, and frame hashes tell runs apart exactly.
-    """
-
-    def __init__(self, manifest: dict[str, Any], config: RunConfig, spec: SuiteSpec, episodes: Sequence[EpisodeSpec],
-                 protocol_episodes: Sequence[EpisodeSpec]) -> None:
-        self.manifest, self.config, self.spec = manifest, config, spec
-        self.episodes, self.protocol_episodes = episodes, protocol_episodes
-        self.render: _RenderCheck | None = None
-
-    def ready(self, payload: dict[str, Any]) -> None:
-        """Fingerprint the protocol from a worker's ready payload (its ``env`` entry is removed)."""
-        env = payload.pop("env", {})
-        agent_spec = AgentSpec(**payload["spec"])
-        recorded = self.manifest.get("render")
-        if any(k.startswith("rgb") for k in agent_spec.observation_keys) and not (isinstance(recorded, dict) and "renderer" in recorded):
-            self.render = _RenderCheck(self.spec.name)
-        renderer = recorded.get("renderer") if isinstance(recorded, dict) and self.render is None else None
-        protocol = protocol_fingerprint(
-            suite=self.spec, setting=self.config.setting, episodes=self.episodes, agent=self.config.agent, agent_spec=agent_spec,
-            action_type=payload["action_type"], agent_options=_option_defaults(self.config.agent) | dict(self.config.agent_options),
-            env_kwargs=env.get("env_kwargs"), observation_shapes=env.get("observation_shapes"), control_hz=env.get("control_hz"),
-            renderer=renderer, protocol_episodes=self.protocol_episodes,
-        )
-        before = self.manifest.get("protocol")
-        if isinstance(before, dict):
-            changed = protocol_differences(before, protocol)
-            for name, old, new in changed:
-                print(f"warning: this session's protocol differs from the run's: "
-                      f"{describe_difference(name, old, new, ('the finished episodes', 'this session'))}", file=sys.stderr)
-            if changed:
-                self.manifest["sessions"][-1]["protocol_differences"] = [name for name, _, _ in changed]
-        self._set(protocol)
-
-    def poll(self) -> bool:
-        """Record the render fingerprint if it has just finished; whether the manifest changed."""
-        if self.render is None or not self.render.done():
-            return False
-        self._record(self.render.result())
-        return True
-
-    def finish(self, *, wait: bool) -> None:
-        """At the run's end: wait for the render fingerprint (a finished run) or drop it."""
-        if self.render is None:
-            return
-        if wait:
-            if not self.render.done():
-                print(f"waiting for the render fingerprint of {self.spec.name!r} (at most {RENDER_TIMEOUT:g} s)", file=sys.stderr)
-            self._record(self.render.result(RENDER_TIMEOUT))
-        else:
-            self.render.cancel()
-            self.render = None
-
-    def _record(self, result: tuple[dict[str, Any] | None, str | None]) -> None:
-        from vlaeval.envs.fingerprint import compare_render, load_reference
-
-        self.render = None
-        fp, error = result
-        if fp is None:
-            print(f"warning: render fingerprint of {self.spec.name!r} not taken: {error}", file=sys.stderr)
-            self.manifest["render"] = {"error": error}
-            return
-        try:
-            reference = load_reference(self.spec.name)
-        except VlaevalError as exc:
-            print(f"warning: {exc}", file=sys.stderr)
-            reference = None
-        differences = compare_render(fp, reference) if reference is not None else []
-        for line in differences:
-            print(f"warning: render fingerprint of {self.spec.name!r} differs from its reference: {line}", file=sys.stderr)
-        self.manifest["render"] = {"renderer": fp["renderer"], "frames": [{k: v for k, v in f.items() if k != "thumbnail_png"} for f in fp["frames"]],
-                                   "reference": reference is not None, "differences": differences}
-        if isinstance(self.manifest.get("protocol"), dict):
-            self._set({**self.manifest["protocol"], "renderer": dict(fp["renderer"])})
-
-    def _set(self, protocol: dict[str, Any]) -> None:
-        self.manifest["protocol"] = protocol
-        self.manifest["protocol_hash"] = fingerprint_hash(protocol)
-
-
-class _RenderCheck:
-    """``python -m vlaeval.envs.fingerprint SUITE`` running beside the evaluation (see :class:`_Provenance`)."""
-
-    def __init__(self, suite: str) -> None:
-        import tempfile
-
-        self.suite = suite
-        self.errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: warnings can never fill it and stall the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "vlaeval.envs.fingerprint", suite], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.errors, text=True)
-
-    def done(self) -> bool:
-        return self.proc.poll() is not None
-
-    def result(self, timeout: float | None = None) -> tuple[dict[str, Any] | None, str | None]:
-        """(the fingerprint, None) or (None, why there is none)."""
-        import json
-
-        try:
-            out, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.cancel()
-            return None, f"still running after {timeout:g} s; see `vlaeval doctor --suite {self.suite}`"
-        self.errors.seek(0)
-        lines = [line.strip() for line in self.errors.read().splitlines() if line.strip()]
-        self.errors.close()
-        if self.proc.returncode != 0 or not out.strip():
-            return None, (lines[-1] if lines else f"exit status {self.proc.returncode}")
-        return json.loads(out.strip().splitlines()[-1]), None
-
-    def cancel(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        self.errors.close()
-
-
-def _option_defaults(agent: str) -> dict[str, Any]:
-    """The constructor defaults of a registered agent (already imported by :func:`_preflight`);
-    none for URIs, paths and instances, whose constructors the driver does not know."""
-    from vlaeval.plugins.manager import registries
-
-    agents = registries().agent
-    return agent_option_defaults(agents.get(agent).load()) if agent in agents else {}
-
-
-
-def _start_manifest(manifest: dict[str, Any], run_id: str, config: RunConfig, spec: SuiteSpec, workers: int, pending: int) -> dict[str, Any]:
-    from vlaeval.version import __version__
-
-    if not manifest:
-        setting = spec.setting(config.setting)
-        manifest = {
-            "run_id": run_id,
-            "vlaeval_version": __version__,
-            "config": _config_dict(config),
-            "suite": {
-                "name": spec.name,
-                "version": spec.version,
-                "setting": config.setting,
-                "train_scenes": list(setting.train_scenes),
-                "protocol": dataclasses.asdict(spec.protocol),
-                "env_ids": list(spec.env_ids),
-            },
-            "seeds": {"base": config.seed, "per_episode": "SeedSequence([base, episode index]); see the seed column"},
-            "versions": _versions(spec),
-            "git": _git_revision(),
-            "host": {"hostname": socket.gethostname(), "user": _user(), "platform": platform.platform(), "cpus": os.cpu_count()},
-            "started_at": _now(),
-            "finished_at": None,
-            "status": "running",
-            "sessions": [],
-        }
-    manifest["status"] = "running"
-    manifest["sessions"].append({"started": _now(), "ended": None, "pid": os.getpid(), "workers": workers, "pending": pending})
-    return manifest
-
-
-def _versions(spec: SuiteSpec) -> dict[str, str]:
-    from importlib import metadata
-
-    from vlaeval.version import __version__
-
-    out = {"python": platform.python_version(), "vlaeval": __version__}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    reported = getattr(_load_suite(spec), "versions", None)  # a suite's simulator may have no package version (calvin_env: a git revision)
-    if callable(reported):
-        out.update(reported())
-    return out
-
-
-def _git_revision() -> dict[str, Any] | None:
-    """The revision of the vlaeval checkout in use, if it is one (editable installs)."""
-    src = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
-        return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _new_run_id(suite: str, agent: str) -> str:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe_agent = "".join(c if c.isalnum() or c in "-_" else "_" for c in agent)[:40]
-    return f"{stamp}-{suite}-{safe_agent}-{uuid.uuid4().hex[:6]}"

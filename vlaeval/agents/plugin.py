@@ -20,6 +20,8 @@ def vlaeval_register_agents(register: Callable[..., None]) -> None:
              description="RoboVLMs-style VLA: pretrained Kosmos-2 backbone + LSTM policy head (torch/ONNX/TensorRT)")
     register("kosmos-lstm-tiny", "vlaeval.agents.kosmos:kosmos_lstm_tiny",
              description="the kosmos-lstm architecture, tiny and randomly initialised: trains and runs on a CPU")
+    register("lerobot", "vlaeval.agents.lerobot.agent:LeRobotAgent",
+             description="a policy saved by LeRobot (ACT, diffusion, ...): --agent-opt path=DIR, or --agent lerobot:DIR")
 
 
 @hookimpl(trylast=True)
@@ -27,12 +29,17 @@ def vlaeval_resolve_agent(uri: str, options: dict[str, Any]) -> Any:
     """Built-in agent references beyond registered names.
 
     * ``ws://host:port``: a policy served with ``vlaeval serve`` (or any server of that protocol);
+    * ``lerobot:DIR``: a policy directory LeRobot saved (``PreTrainedPolicy.save_pretrained``);
     * ``package.module:AgentClass``: an unregistered agent class, straight from its import path;
     * a checkpoint or exported-agent directory (``vlaeval export`` output): the agent it holds.
     """
     from vlaeval.agents.remote import resolve_uri
     from vlaeval.agents.resolve import construct
 
+    if uri.startswith("lerobot:"):
+        from vlaeval.agents.lerobot.agent import LeRobotAgent
+
+        return construct(LeRobotAgent, {"path": uri.removeprefix("lerobot:"), **options}, f"agent {uri!r}")
     remote = resolve_uri(uri, options)
     if remote is not None:
         return remote

@@ -14,7 +14,8 @@ whatever LeRobot 0.6 itself writes and ``LeRobotDataset(repo_id, root=DIR)`` and
 * Frames are stored as PNG images (``use_videos=False``), not as video: lossless, so a policy
   trains on exactly the pixels it will see in evaluation, and neither writing nor training needs
   a video codec (LeRobot's AV1 encoding is slow on a CPU, and its torchcodec decoder needs the
-  system's FFmpeg libraries).  The price is size: see the README's LeRobot section.
+  system's FFmpeg libraries).  On CALVIN's frames it is even smaller than the HDF5 layout's lzf
+  (README, "LeRobot").
 * The ``action`` feature carries a ``vlaeval`` block (:mod:`vlaeval.agents.lerobot.meta`): action
   type, rotation format, gripper polarity and normalisation, which the ``lerobot`` agent turns
   into its :class:`~vlaeval.conventions.AgentSpec`.
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -66,11 +67,12 @@ def frame_features(demo: Demo, conventions: ActionConventions) -> dict[str, dict
 
 
 def write_lerobot(demos: Iterable[Demo], out: str | os.PathLike[str], *, fps: int, conventions: ActionConventions,
-                  repo_id: str | None = None, total: int | None = None, progress: bool = True) -> dict[str, Any]:
+                  attach: Sequence[Path] = (), total: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Write ``demos`` as a new LeRobotDataset at ``out``; returns episode and frame counts.
 
     Written into a sibling temporary directory and renamed at the end, so ``out`` is either a
-    complete dataset or absent.  Empty demos (an agent that failed at its first step) are skipped:
+    complete dataset or absent; ``attach`` files (``record.json``: how the demos were recorded)
+    are copied into it before.  Empty demos (an agent that failed at its first step) are skipped:
     LeRobot has no empty episodes.  ``total`` (the number of demos) sizes the progress bar.
     """
     require_lerobot("writing a LeRobotDataset")
@@ -85,18 +87,18 @@ def write_lerobot(demos: Iterable[Demo], out: str | os.PathLike[str], *, fps: in
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     root = staging / "dataset"  # LeRobot creates its root itself and refuses an existing one
     dataset = None
-    frames = 0
     # save_episode runs Hugging Face datasets' map once per episode, each with its own bar: one
     # bar over the episodes says the same in one line.
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
-        for demo in tqdm(demos, total=total, unit="episode", desc="lerobot", disable=not progress, file=sys.stderr, dynamic_ncols=True):
+        bar = tqdm(demos, total=total, unit="episode", desc="lerobot", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        for demo in bar:
             if len(demo) == 0:
                 continue
             if dataset is None:
                 features = frame_features(demo, conventions)
-                dataset = LeRobotDataset.create(repo_id or f"vlaeval/{target.name}", fps, features, root=root,
+                dataset = LeRobotDataset.create(f"vlaeval/{target.name}", fps, features, root=root,
                                                 use_videos=False, image_writer_threads=IMAGE_WRITER_THREADS)
             columns = {name: np.asarray(demo.obs[key], dtype=np.float32 if features[name]["dtype"] == "float32" else None)
                        for key, name in FEATURES.items() if name in features}
@@ -105,12 +107,13 @@ def write_lerobot(demos: Iterable[Demo], out: str | os.PathLike[str], *, fps: in
                 dataset.add_frame({**{name: column[t] for name, column in columns.items()},
                                    "task": demo.instructions[int(demo.subtask[t])]})
             dataset.save_episode()
-            frames += len(demo)
         if dataset is None:
             raise VlaevalError("no demonstration to write (every selected demo is empty)")
         dataset.finalize()
+        for path in attach:
+            shutil.copyfile(path, root / path.name)
         os.replace(root, target)
-        return {"episodes": dataset.meta.total_episodes, "frames": frames}
+        return {"episodes": dataset.meta.total_episodes, "frames": dataset.meta.total_frames}
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if bars_were_on:
@@ -143,10 +146,9 @@ def convert_dataset(data: str | os.PathLike[str], out: str | os.PathLike[str], *
         if not names:
             raise VlaevalError(f"{source} has no demos in {split!r}")
         demos = (read_demo(f["data"][name], [k for k in FEATURES if k in f["data"][name]["obs"]]) for name in names)
-        summary = write_lerobot(demos, out, fps=control_rate(spec.name), conventions=conventions, total=len(names), progress=progress)
-    provenance = source.parent / "record.json"
-    if provenance.is_file():  # how the demos were recorded travels with them
-        shutil.copyfile(provenance, Path(out) / "record.json")
+        provenance = [p for p in (source.parent / "record.json",) if p.is_file()]
+        summary = write_lerobot(demos, out, fps=control_rate(spec.name), conventions=conventions, attach=provenance,
+                                total=len(names), progress=progress)
     return {**summary, "split": split, "seconds": round(time.perf_counter() - started, 1)}
 
 

@@ -29,6 +29,7 @@ def vlaeval_register_trainers(register: Callable[..., None]) -> None:
 def vlaeval_register_commands(cli: Any) -> None:
     cli.add_command(record_command)
     cli.add_command(offline_command)
+    cli.add_command(convert_dataset_command)
 
 
 @click.command(name="record")
@@ -48,12 +49,14 @@ def vlaeval_register_commands(cli: Any) -> None:
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Recording processes.")
 @click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Dataset directory (demos.hdf5 goes in it).")
+@click.option("--format", "data_format", type=click.Choice(["hdf5", "lerobot"]), default="hdf5", show_default=True,
+              help="hdf5: robomimic layout; lerobot: a LeRobotDataset of the successful demos (needs the lerobot extra).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def record_command(agent: str, suite: str, setting: str | None, scenes: str | None, episodes: int, tasks: str | None,
                    chain_length: int, cameras: str, seed: int, max_steps: int | None, valid_fraction: float, workers: int,
-                   agent_opts: tuple[str, ...], out: str, no_progress: bool) -> None:
-    """Record an agent's rollouts as a demonstration dataset (HDF5, robomimic layout)."""
-    from vlaeval.cli import _parse_options
+                   agent_opts: tuple[str, ...], out: str, data_format: str, no_progress: bool) -> None:
+    """Record an agent's rollouts as a demonstration dataset (HDF5 in the robomimic layout, or a LeRobotDataset)."""
+    from vlaeval.options import parse_options
     from vlaeval.training.record import TASK_GROUPS, RecordConfig, record
 
     task_list: tuple[str, ...] = ()
@@ -61,8 +64,27 @@ def record_command(agent: str, suite: str, setting: str | None, scenes: str | No
         task_list += TASK_GROUPS.get(t, (t,))
     config = RecordConfig(agent=agent, suite=suite, setting=setting, scenes=_csv(scenes), episodes=episodes,
                           tasks=task_list, chain_length=chain_length, cameras=_csv(cameras), seed=seed, max_steps=max_steps,
-                          valid_fraction=valid_fraction, workers=workers, agent_options=_parse_options(agent_opts))
-    summary = record(config, out, progress=not no_progress)
+                          valid_fraction=valid_fraction, workers=workers, agent_options=parse_options(agent_opts, "--agent-opt"))
+    if data_format == "lerobot":
+        from vlaeval.training.lerobot_dataset import record_lerobot
+
+        summary = record_lerobot(config, out, progress=not no_progress)
+    else:
+        summary = record(config, out, progress=not no_progress)
+    click.echo(f"{out}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@click.command(name="convert-dataset")
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--to", "to_format", type=click.Choice(["lerobot"]), required=True, help="Target format.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="New dataset directory.")
+@click.option("--split", default="successful", show_default=True, help="HDF5 filter key to convert (successful, train, valid, all).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def convert_dataset_command(data: str, to_format: str, out: str, split: str, no_progress: bool) -> None:
+    """Convert a recorded dataset (DATA/demos.hdf5) into a LeRobotDataset that lerobot-train reads."""
+    from vlaeval.training.lerobot_dataset import convert_dataset
+
+    summary = convert_dataset(data, out, split=split, progress=not no_progress)
     click.echo(f"{out}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
 
 

@@ -48,7 +48,7 @@ def vlaeval_register_commands(cli: Any) -> None:
               help="Share of successful demos held out in mask/valid.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Recording processes.")
 @click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Dataset directory (demos.hdf5 goes in it).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Dataset directory (demos.hdf5, or the LeRobotDataset with --format lerobot).")
 @click.option("--format", "data_format", type=click.Choice(["hdf5", "lerobot"]), default="hdf5", show_default=True,
               help="hdf5: robomimic layout; lerobot: a LeRobotDataset of the successful demos (needs the lerobot extra).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")

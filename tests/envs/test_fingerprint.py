@@ -103,8 +103,8 @@ def test_simpler_fingerprint_is_identical_and_a_changed_light_is_caught(monkeypa
     reference = load_reference("simpler")
     if reference["renderer"] == first["renderer"]:
         assert compare_render(first, reference) == []
-    import vlaeval.envs.simpler.env as simpler_env
+    from vlaeval.envs.simpler.catalogue import LIGHTING
 
-    monkeypatch.setitem(simpler_env.LIGHTING, "base", 1.3)  # the visual-matching scenes are lit by "base"
+    monkeypatch.setitem(LIGHTING, "base", 1.3)  # the visual-matching scenes are lit by "base"
     differences = compare_render(render_fingerprint("simpler"), first)
     assert len(differences) == 3 and all("rgb: pixels differ" in d for d in differences)

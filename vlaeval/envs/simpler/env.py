@@ -12,8 +12,7 @@ import gymnasium
 import numpy as np
 
 from vlaeval.envs.simpler.batch import SimplerBatch
-# LIGHTING is re-exported for tests/envs/test_fingerprint.py, which patches the lights through this module.
-from vlaeval.envs.simpler.catalogue import CONTROL_FREQ, LIGHTING  # noqa: F401
+from vlaeval.envs.simpler.catalogue import CONTROL_FREQ
 from vlaeval.envs.simpler.scene import SimplerSceneEnv
 
 

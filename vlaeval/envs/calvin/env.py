@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import string
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium
 import numpy as np
@@ -70,8 +70,45 @@ MAX_INSTRUCTION_LENGTH = 512
 STATE_BOUND = 10.0
 
 #: Bounds of absolute actions: a box around the desk for the TCP, any Euler angles, gripper.
-ABSOLUTE_LOW = np.array([-0.8, -0.8, 0.0, -np.pi, -np.pi, -np.pi, -1.0], dtype=np.float32)
-ABSOLUTE_HIGH = np.array([0.8, 0.6, 1.2, np.pi, np.pi, np.pi, 1.0], dtype=np.float32)
+_ABSOLUTE_LOW = np.array([-0.8, -0.8, 0.0, -np.pi, -np.pi, -np.pi, -1.0], dtype=np.float32)
+_ABSOLUTE_HIGH = np.array([0.8, 0.6, 1.2, np.pi, np.pi, np.pi, 1.0], dtype=np.float32)
+
+
+def checked_cameras(action_mode: str, cameras: Sequence[str]) -> tuple[str, ...]:
+    """The requested cameras in canonical order, after checking the action mode and camera names.
+
+    Shared by ``Calvin-v0`` and ``CalvinUpstream-v0``, which must accept exactly the same options.
+    """
+    if action_mode not in ACTION_MODES:
+        raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
+    unknown = set(cameras) - set(CAMERA_KEYS)
+    if unknown:
+        raise ValueError(f"unknown cameras {sorted(unknown)}; choose from {CAMERA_KEYS}")
+    return tuple(k for k in CAMERA_KEYS if k in cameras)
+
+
+def calvin_spaces(action_mode: str, cameras: Sequence[str], static_size: int, gripper_size: int) -> tuple[spaces.Box, spaces.Dict]:
+    """Action and observation spaces of a CALVIN env: one definition for both CALVIN suites, so an
+    agent bound to one sees exactly the spaces of the other."""
+    action_space = (
+        spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
+        if action_mode == "relative"
+        else spaces.Box(_ABSOLUTE_LOW, _ABSOLUTE_HIGH, dtype=np.float32)
+    )
+    observation = {
+        "robot_obs": spaces.Box(-STATE_BOUND, STATE_BOUND, (ROBOT_OBS_SIZE,), dtype=np.float64),
+        "scene_obs": spaces.Box(-STATE_BOUND, STATE_BOUND, (SCENE_OBS_SIZE,), dtype=np.float64),
+        "language": spaces.Text(MAX_INSTRUCTION_LENGTH, min_length=0, charset=string.printable),
+    }
+    for key in cameras:
+        static = key.endswith("static")
+        size = static_size if static else gripper_size
+        observation[key] = (
+            spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
+            if key.startswith("rgb")
+            else spaces.Box(0.0, (STATIC if static else GRIPPER).far, (size, size), dtype=np.float32)
+        )
+    return action_space, spaces.Dict(observation)
 
 
 class CalvinEnv(ChainProgress, gymnasium.Env):
@@ -104,18 +141,14 @@ class CalvinEnv(ChainProgress, gymnasium.Env):
     ) -> None:
         if scene not in SCENES:
             raise ValueError(f"scene must be one of {sorted(SCENES)}, got {scene!r}")
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
-        unknown = set(cameras) - set(CAMERA_KEYS)
-        if unknown:
-            raise ValueError(f"unknown cameras {sorted(unknown)}; choose from {CAMERA_KEYS}")
+        ordered_cameras = checked_cameras(action_mode, cameras)
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"unsupported render_mode {render_mode!r}")
         self._kwargs = dict(scene=scene, action_mode=action_mode, cameras=tuple(cameras),
                             static_size=int(static_size), gripper_size=int(gripper_size), render_mode=render_mode)
         self.layout = SCENES[scene]
         self.action_mode = action_mode
-        self.cameras = tuple(k for k in CAMERA_KEYS if k in cameras)
+        self.cameras = ordered_cameras
         self.static_size = int(static_size)
         self.gripper_size = int(gripper_size)
         self.render_mode = render_mode
@@ -128,25 +161,7 @@ class CalvinEnv(ChainProgress, gymnasium.Env):
         #: Whether observations need the gripper camera's pose (decided once, read every step).
         self._gripper_camera = "rgb_gripper" in self.cameras or "depth_gripper" in self.cameras
 
-        self.action_space = (
-            spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
-            if action_mode == "relative"
-            else spaces.Box(ABSOLUTE_LOW, ABSOLUTE_HIGH, dtype=np.float32)
-        )
-        observation = {
-            "robot_obs": spaces.Box(-STATE_BOUND, STATE_BOUND, (ROBOT_OBS_SIZE,), dtype=np.float64),
-            "scene_obs": spaces.Box(-STATE_BOUND, STATE_BOUND, (SCENE_OBS_SIZE,), dtype=np.float64),
-            "language": spaces.Text(MAX_INSTRUCTION_LENGTH, min_length=0, charset=string.printable),
-        }
-        for key in self.cameras:
-            static = key.endswith("static")
-            size = self.static_size if static else self.gripper_size
-            observation[key] = (
-                spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
-                if key.startswith("rgb")
-                else spaces.Box(0.0, (STATIC if static else GRIPPER).far, (size, size), dtype=np.float32)
-            )
-        self.observation_space = spaces.Dict(observation)
+        self.action_space, self.observation_space = calvin_spaces(action_mode, self.cameras, self.static_size, self.gripper_size)
 
         self._snapshot = self._take_snapshot(self._desk.joint_positions())
         self._start = self._snapshot.freeze()

@@ -27,17 +27,14 @@ target relative actions accumulate into) and, for points on the desk, upstream's
 from __future__ import annotations
 
 import contextlib
-import string
 from typing import Any
 
 import gymnasium
 import numpy as np
-from gymnasium import spaces
 
 from vlaeval.envs.calvin.bullet import pb
-from vlaeval.envs.calvin.cameras import CAMERA_KEYS, GRIPPER, STATIC
 from vlaeval.envs.calvin.chain import ChainProgress
-from vlaeval.envs.calvin.env import ABSOLUTE_HIGH, ABSOLUTE_LOW, ACTION_MODES, CONTROL_HZ, MAX_INSTRUCTION_LENGTH, STATE_BOUND
+from vlaeval.envs.calvin.env import CONTROL_HZ, calvin_spaces, checked_cameras
 from vlaeval.envs.calvin.initial_state import ROBOT_OBS_SIZE, SCENE_OBS_SIZE
 from vlaeval.envs.calvin.predicates import (
     DESK_BUTTON,
@@ -105,33 +102,11 @@ class CalvinUpstreamEnv(ChainProgress, gymnasium.Env):
                  cameras: tuple[str, ...] = ("rgb_static", "rgb_gripper")) -> None:
         if scene != "D":
             raise ValueError(f"calvin-upstream builds upstream's scene D only, not {scene!r}")
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
-        unknown = set(cameras) - set(CAMERA_KEYS)
-        if unknown:
-            raise ValueError(f"unknown cameras {sorted(unknown)}; choose from {CAMERA_KEYS}")
         self.action_mode = action_mode
-        self.cameras = tuple(k for k in CAMERA_KEYS if k in cameras)
+        self.cameras = checked_cameras(action_mode, cameras)
         self.layout = SCENES[scene]
-        self.action_space = (
-            spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
-            if action_mode == "relative"
-            else spaces.Box(ABSOLUTE_LOW, ABSOLUTE_HIGH, dtype=np.float32)
-        )
-        observation = {
-            "robot_obs": spaces.Box(-STATE_BOUND, STATE_BOUND, (ROBOT_OBS_SIZE,), dtype=np.float64),
-            "scene_obs": spaces.Box(-STATE_BOUND, STATE_BOUND, (SCENE_OBS_SIZE,), dtype=np.float64),
-            "language": spaces.Text(MAX_INSTRUCTION_LENGTH, min_length=0, charset=string.printable),
-        }
-        for key in self.cameras:
-            kind, camera = key.split("_")
-            size = CAMERA_SIZES[camera]
-            observation[key] = (
-                spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
-                if kind == "rgb"
-                else spaces.Box(0.0, (STATIC if camera == "static" else GRIPPER).far, (size, size), dtype=np.float32)
-            )
-        self.observation_space = spaces.Dict(observation)
+        self.action_space, self.observation_space = calvin_spaces(action_mode, self.cameras, CAMERA_SIZES["static"],
+                                                                  CAMERA_SIZES["gripper"])
 
         self._upstream: Any = None
         self._fresh = False  # the upstream env has not been reset yet (the first reset need not rebuild it)

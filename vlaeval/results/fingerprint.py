@@ -36,6 +36,9 @@ EPISODE_LOOP = ("env reset once per episode; agent reset before every subtask; a
                 "the episode; a chain stops at its first failed subtask")
 #: Packages whose versions can change what a simulator computes or draws, or what a runtime outputs.
 SCORE_PACKAGES = ("pybullet", "mani_skill", "sapien", "gymnasium", "numpy", "torch", "transformers", "onnxruntime", "tensorrt")
+#: Fields that describe the agent under test rather than the evaluation: runs of different agents
+#: differ there by design, so report notes them only between runs of one agent and gate never refuses them.
+SUBJECT_FIELDS = ("agent",)
 #: Marks a field that one fingerprint has and the other lacks, in :func:`diff_fingerprints`.
 ABSENT = "<absent>"
 

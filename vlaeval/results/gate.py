@@ -33,13 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from vlaeval.errors import VlaevalError
-from vlaeval.results.fingerprint import accepted, describe_difference, protocol_differences
+from vlaeval.results.fingerprint import SUBJECT_FIELDS, accepted, describe_difference, protocol_differences
 from vlaeval.results.report import MetricResult, Report, build_report, format_estimate
 from vlaeval.results.stats import Estimate, Proportion, holm_adjust, worse_p_value
 
 CORRECTIONS = ("holm", "none")
-#: Protocol fingerprint fields that describe the agent under test rather than the evaluation.
-SUBJECT_FIELDS = ("agent",)
 
 
 @dataclass(frozen=True)

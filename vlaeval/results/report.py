@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vlaeval.errors import VlaevalError
-from vlaeval.results.fingerprint import accepted, describe_difference, protocol_differences
+from vlaeval.results.fingerprint import SUBJECT_FIELDS, accepted, describe_difference, protocol_differences
 from vlaeval.results.stats import Estimate, Proportion, Sample, estimate
 from vlaeval.results.store import MANIFEST_FILE, load_results, read_manifest
 
@@ -120,7 +120,7 @@ class Report:
                 continue
             same_agent = other.agent == first.agent
             for name, a, b in protocol_differences(self.protocols[first.run_dir], self.protocols[other.run_dir]):
-                if same_agent or not accepted(name, ["agent"]):
+                if same_agent or not accepted(name, SUBJECT_FIELDS):
                     out.append(f"protocol differs: {describe_difference(name, a, b, (first.label, other.label))}")
         return missing + out
 

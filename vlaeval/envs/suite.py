@@ -175,3 +175,19 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def registered_env_metadata(spec: SuiteSpec) -> Mapping[str, Any]:
+    """The ``metadata`` of the suite's registered Gymnasium environment class (its control rate,
+    ``render_fps``), read without building an environment; empty when it has none."""
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    import vlaeval.envs.registration  # noqa: F401  (registers the vlaeval/* ids)
+
+    try:
+        entry = gymnasium.spec(spec.env_ids[0]).entry_point if spec.env_ids else None
+    except gymnasium.error.Error:
+        return {}
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    return getattr(creator, "metadata", None) or {}

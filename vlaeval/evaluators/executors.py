@@ -32,7 +32,7 @@ from vlaeval.agents.base import AgentContext, is_batched
 from vlaeval.agents.resolve import agent_spec_of, make_agent
 from vlaeval.conventions import AgentSpec, ConventionError, negotiate
 from vlaeval.envs.pool import EnvPool, SyncEnvPool
-from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec
+from vlaeval.envs.suite import EpisodeSpec, Suite, SuiteSpec, registered_env_metadata
 from vlaeval.errors import VlaevalError
 from vlaeval.evaluators.guards import watched_setup
 from vlaeval.evaluators.rollout import EpisodeContext, Observer, play
@@ -169,25 +169,10 @@ class Pairing:
         so one-env and batched runs fingerprint alike.  Values become plain JSON here, so the
         payload pickles to the driver whatever a suite puts in its options.
         """
-        metadata = getattr(pool, "metadata", None) or _registered_metadata(self.spec)
+        metadata = getattr(pool, "metadata", None) or registered_env_metadata(self.spec)
         kwargs = self.suite.env_kwargs(self.spec.setting(self.setting), self.agent_spec, self.action_type)
         return {"observation_shapes": observation_shapes(pool.observation_space), "control_hz": metadata.get("render_fps"),
                 "env_kwargs": json.loads(canonical_json(kwargs))}
-
-
-def _registered_metadata(spec: SuiteSpec) -> Mapping[str, Any]:
-    """The ``metadata`` of the suite's registered Gymnasium environment class, or nothing."""
-    import gymnasium
-    from gymnasium.envs.registration import load_env_creator
-
-    import vlaeval.envs.registration  # noqa: F401  (registers the vlaeval/* ids)
-
-    try:
-        entry = gymnasium.spec(spec.env_ids[0]).entry_point if spec.env_ids else None
-    except gymnasium.error.Error:
-        return {}
-    creator = load_env_creator(entry) if isinstance(entry, str) else entry
-    return getattr(creator, "metadata", None) or {}
 
 
 def play_shard(shard: Shard, observers: Sequence[Observer] = ()) -> Iterator[Event]:

@@ -23,7 +23,7 @@ from vlaeval.conventions import AgentSpec
 from vlaeval.envs.suite import EpisodeSpec, SuiteSpec
 from vlaeval.errors import VlaevalError
 from vlaeval.evaluators.config import RunConfig, _config_dict
-from vlaeval.plugins.manager import load_suite as _load_suite
+from vlaeval.plugins.manager import load_suite
 from vlaeval.results.fingerprint import (
     agent_option_defaults,
     describe_difference,
@@ -229,7 +229,7 @@ def _versions(spec: SuiteSpec) -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    reported = getattr(_load_suite(spec), "versions", None)  # a suite's simulator may have no package version (calvin_env: a git revision)
+    reported = getattr(load_suite(spec), "versions", None)  # a suite's simulator may have no package version (calvin_env: a git revision)
     if callable(reported):
         out.update(reported())
     return out

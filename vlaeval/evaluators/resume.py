@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from vlaeval.envs.suite import EpisodeSpec
 from vlaeval.errors import VlaevalError
 from vlaeval.evaluators.config import _CONFIG_TYPES, RunConfig, _config_dict
-from vlaeval.plugins.manager import suite_spec as spec_of
+from vlaeval.plugins.manager import suite_spec
 from vlaeval.results.sequential import StoppingRule
 from vlaeval.results.store import EpisodeRecord, canonical_json, read_manifest
 
@@ -34,7 +34,7 @@ def _resumed_run(run_dir: Path, agent: Any, suite: str | None, until: StoppingRu
         started = f"with a {config.until.describe()}" if config.until else "without --until decided"
         raise VlaevalError(f"{run_dir} was started {started}; its test cannot change mid-run: drop --until and its options to resume it")
     if episodes is not None and episodes != config.episodes:
-        available = spec_of(config.suite).protocol.episodes
+        available = suite_spec(config.suite).protocol.episodes
         if not config.episodes < episodes <= available:
             raise VlaevalError(
                 f"{run_dir} evaluates {config.episodes} episodes; --resume can extend it to more "

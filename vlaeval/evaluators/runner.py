@@ -42,8 +42,7 @@ from vlaeval.evaluators.resume import _check_finished, _resumed_run
 from vlaeval.evaluators.rollout import EpisodeContext
 from vlaeval.evaluators.until import _default_episodes, _sequential_run
 from vlaeval.evaluators.video import VideoPlan, episodes_to_record, require_writer
-from vlaeval.plugins.manager import load_suite as _load_suite
-from vlaeval.plugins.manager import suite_spec as spec_of
+from vlaeval.plugins.manager import load_suite, suite_spec
 from vlaeval.results.sequential import Decision, SequentialRun, StoppingRule
 from vlaeval.results.store import EpisodeRecord, ResultStore, write_manifest
 
@@ -168,7 +167,7 @@ def evaluate(
         from vlaeval.evaluators.ray_executor import RaySession
 
         ray_session = RaySession(address)  # join (or start) Ray before a run directory exists
-    suite_impl = _load_suite(spec)
+    suite_impl = load_suite(spec)
     protocol_episodes = list(suite_impl.episodes(config.setting, config.seed))
     all_episodes = protocol_episodes[: config.episodes]
     fingerprint = _fingerprint(config, spec)
@@ -295,7 +294,7 @@ def _resolve_run(agent: Any, suite: str | None, *, setting: str | None, episodes
             raise VlaevalError("no suite given: pass --suite (see `vlaeval suites`)")
         manifest = {}
         config = None
-    spec: SuiteSpec = spec_of(config.suite if config else suite)
+    spec: SuiteSpec = suite_spec(config.suite if config else suite)
     if config is None:
         setting_obj = spec.setting(setting)
         n = _default_episodes(spec, until) if episodes is None else episodes
@@ -332,7 +331,7 @@ def _end_session(run_dir: Path, manifest: dict[str, Any], status: str, *, visibl
 def _jobs(run_id: str, config: RunConfig, pending: Sequence[EpisodeSpec], workers: int, instance: Any, owns_agent: bool,
           envs_per_worker: int = 1, env_mode: str = "auto", video: VideoPlan | None = None) -> list[Shard]:
     """The shards: pending episodes dealt round-robin over at most ``workers`` of them."""
-    spec = spec_of(config.suite)
+    spec = suite_spec(config.suite)
     ctx = EpisodeContext(run_id, config.agent, spec.name, spec.version, config.setting, spec.protocol.max_steps, config.step_timeout)
     workers = min(workers, len(pending))
     return [Shard(w, ctx, dict(config.agent_options), tuple(pending[w::workers]), instance, owns_agent, envs_per_worker, env_mode,

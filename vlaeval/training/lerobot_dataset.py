@@ -154,10 +154,10 @@ def convert_dataset(data: str | os.PathLike[str], out: str | os.PathLike[str], *
 
 def control_rate(suite: str) -> int:
     """The suite's control rate in Hz, LeRobot's ``fps``: its registered environment's ``render_fps``."""
-    from vlaeval.evaluators.executors import _registered_metadata
+    from vlaeval.envs.suite import registered_env_metadata
     from vlaeval.plugins.manager import suite_spec
 
-    fps = _registered_metadata(suite_spec(suite)).get("render_fps")
+    fps = registered_env_metadata(suite_spec(suite)).get("render_fps")
     if not fps:
         raise VlaevalError(f"suite {suite!r} declares no control rate (its environment's metadata has no render_fps)")
     return int(fps)

@@ -377,7 +377,7 @@ def measure(cameras: tuple[str, ...], workload: list[Rollout], chunk: int = 25,
 
     from vlaeval.envs.calvin.cameras import GRIPPER, STATIC, StaticCamera, gripper_view, static_view
     from vlaeval.envs.calvin.env import SUBSTEPS
-    from vlaeval.envs.calvin.robot import GRIPPER_CAM_LINK, MOTOR_JOINTS
+    from vlaeval.envs.calvin.robot import GRIPPER_CAM_LINK, MOTOR_JOINTS, load_panda
 
     env = _make(cameras)
     floor_env = _make(cameras).unwrapped
@@ -406,7 +406,8 @@ def measure(cameras: tuple[str, ...], workload: list[Rollout], chunk: int = 25,
 
     # The floor renders the static camera the way the env does (fixed geometry rasterised once,
     # moving bodies every frame), so the ratio keeps measuring the env's logic, not its renderer.
-    static_camera = StaticCamera(floor_env.client_id, floor_env.static_size, floor_env.fixed_visuals)
+    static_camera = StaticCamera(floor_env.client_id, floor_env.static_size, floor_env.fixed_visuals, arm=robot,
+                                 arm_model=load_panda)
     steppers = {
         "env": lambda: env.step(next(feeds["env"])),
         "floor": floor_step("floor", floor_env, lambda: static_camera.render(rgb=True, depth=False)),

@@ -18,13 +18,13 @@ STABLE = ["task", "episode", "position", "seed", "success", "steps", "error"]
 
 def test_every_builtin_agent_is_registered_through_the_plugin() -> None:
     from vlaeval.agents.expert.agent import CalvinExpert
-    from vlaeval.agents.kosmos import kosmos_lstm, kosmos_lstm_tiny
+    from vlaeval.agents.kosmos import kosmos_lstm, kosmos_lstm_cpu, kosmos_lstm_tiny
     from vlaeval.agents.random import RandomAgent
     from vlaeval.agents.replay import ReplayAgent
 
     agents = {e.name: e for e in registries().agent}
     implementations = {"random": RandomAgent, "replay": ReplayAgent, "expert": CalvinExpert, "kosmos-lstm": kosmos_lstm,
-                       "kosmos-lstm-tiny": kosmos_lstm_tiny}
+                       "kosmos-lstm-tiny": kosmos_lstm_tiny, "kosmos-lstm-cpu": kosmos_lstm_cpu}
     for name, implementation in implementations.items():
         assert agents[name].plugin == "vlaeval.agents.plugin"
         assert agents[name].load() is implementation  # the name leads to the built-in code, not just to something callable

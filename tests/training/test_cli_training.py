@@ -35,6 +35,23 @@ def test_sampled_training_chains_are_valid_for_their_random_states(scene) -> Non
     assert {e.tasks for e in focused} <= {("open_drawer",), ("close_drawer",)}
 
 
+def test_balanced_chains_give_rare_tasks_their_share() -> None:
+    import collections
+
+    from vlaeval.envs.calvin.tasks import TASKS
+    from vlaeval.training.record import calvin_training_episodes
+
+    def counts(balance: bool) -> collections.Counter:
+        return collections.Counter(t for e in calvin_training_episodes("D", 200, seed=0, chain_length=5, balance=balance) for t in e.tasks)
+
+    uniform, balanced = counts(False), counts(True)
+    assert set(balanced) == set(TASKS)
+    # Uniform draws over what applies starve tasks that rarely apply (e.g. lifting a block out of
+    # the drawer); balancing at least doubles the rarest task's share and caps the most common one.
+    assert min(balanced.values()) >= 2 * min(uniform.values())
+    assert max(balanced.values()) < max(uniform.values())
+
+
 def test_record_train_offline_round_trip(tmp_path, capsys) -> None:
     data = tmp_path / "data"
     assert run_cli("record", "--agent", "expert", "--suite", "calvin", "--scenes", "A", "--episodes", "2",

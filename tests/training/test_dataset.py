@@ -111,3 +111,26 @@ def test_missing_split_is_a_user_error(tmp_path) -> None:
 
     with pytest.raises(VlaevalError, match="no filter key 'nope'"):
         WindowDataset(make_dataset(tmp_path / "d"), split="nope", codec=ActionCodec.symmetric(1.0))
+
+
+def test_random_shift_translates_a_whole_window_by_one_offset() -> None:
+    from vlaeval.training.dataset import random_shift
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 20, 20, 3), dtype=np.uint8)
+    shifted = random_shift(frames, 4, np.random.default_rng(1))
+    assert shifted.shape == frames.shape and shifted.dtype == np.uint8
+    padded = np.pad(frames, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="edge")
+    offsets = [(dy, dx) for dy in range(9) for dx in range(9) if np.array_equal(padded[:, dy:dy + 20, dx:dx + 20], shifted)]
+    assert len(offsets) == 1  # one crop of the padded window, the same for every frame
+    draws = {random_shift(frames, 4, np.random.default_rng(s)).tobytes() for s in range(20)}
+    assert len(draws) > 5  # the offset varies between items
+
+
+def test_shifted_windows_keep_padding_empty_and_leave_states_alone(tmp_path) -> None:
+    data, codec = make_dataset(tmp_path / "d", valid_fraction=0.0), ActionCodec.symmetric(1.0)
+    plain = WindowDataset(data, split="all", window=4, chunk=2, keys=("rgb_static", "robot_obs"), codec=codec, seed=0)
+    shifted = WindowDataset(data, split="all", window=4, chunk=2, keys=("rgb_static", "robot_obs"), codec=codec, seed=0, shift=2)
+    item_p, item_s = plain[1], shifted[1]
+    assert not item_s["obs/rgb_static"][~item_s["mask"].astype(bool)].any()
+    np.testing.assert_array_equal(item_p["obs/robot_obs"], item_s["obs/robot_obs"])
+    np.testing.assert_array_equal(item_p["actions"], item_s["actions"])

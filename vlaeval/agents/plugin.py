@@ -20,6 +20,8 @@ def vlaeval_register_agents(register: Callable[..., None]) -> None:
              description="RoboVLMs-style VLA: pretrained Kosmos-2 backbone + LSTM policy head (torch/ONNX/TensorRT)")
     register("kosmos-lstm-tiny", "vlaeval.agents.kosmos:kosmos_lstm_tiny",
              description="the kosmos-lstm architecture, tiny and randomly initialised: trains and runs on a CPU")
+    register("kosmos-lstm-cpu", "vlaeval.agents.kosmos:kosmos_lstm_cpu",
+             description="kosmos-lstm-tiny with both cameras and robot_obs: the preset of the CPU training recipe (--checkpoint)")
     register("lerobot", "vlaeval.agents.lerobot.agent:LeRobotAgent",
              description="a policy saved by LeRobot (ACT, diffusion, ...): --agent-opt path=DIR, or --agent lerobot:DIR")
 

@@ -45,6 +45,7 @@ class BCConfig:
     chunk: int | None = None  # action chunk K (default: the preset's chunk_size)
     action_space: str | None = None  # continuous / discrete (default: the preset's)
     gripper_loss_weight: float = 0.1
+    shift: int = 4  # random-shift augmentation in pixels at the network's image size (0 = off)
     image_projection_gain: float = 10.0  # init gain of the image-to-text projection (fresh models only)
     steps: int = 2000
     batch_size: int = 8
@@ -174,7 +175,7 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
     from vlaeval.training.dataset import WindowDataset, collate, load_or_compute_stats
     from vlaeval.training.state import load_state, restore_rng_states, rng_states, save_state
 
-    run_dir = open_run(cfg, ("data", "agent", "window", "chunk", "action_space", "batch_size", "lr", "seed", "model_overrides"), echo,
+    run_dir = open_run(cfg, ("data", "agent", "window", "chunk", "action_space", "batch_size", "lr", "seed", "model_overrides", "shift"), echo,
                        "--init-checkpoint")
     run, state_file, last, resuming = run_dir.path, run_dir.state_file, run_dir.last, run_dir.resuming
     mconf = model_config(cfg)
@@ -194,7 +195,8 @@ def train_bc(cfg: BCConfig, *, progress: bool = True, echo: Any = print) -> dict
     text = TextEncoder(load_tokenizer(mconf), mconf, model.latent_query_num)
     window = mconf.effective_window
     train_set = WindowDataset(cfg.data, split=cfg.train_split, window=window, chunk=mconf.chunk_size,
-                              keys=mconf.observation_keys, image_size=mconf.image_size, codec=codec, seed=cfg.seed)
+                              keys=mconf.observation_keys, image_size=mconf.image_size, codec=codec, seed=cfg.seed,
+                              shift=cfg.shift)
     valid_batch = None
     try:
         valid_set = WindowDataset(cfg.data, split=cfg.valid_split, window=window, chunk=mconf.chunk_size,
@@ -353,6 +355,8 @@ def periodic_eval(cfg: BCConfig, checkpoint: Path, step: int) -> dict[str, Any]:
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option("--grad-clip", type=float, default=1.0, show_default=True)
 @click.option("--gripper-loss-weight", type=float, default=0.1, show_default=True)
+@click.option("--shift", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Random-shift augmentation: pad and re-crop each window's frames by up to N pixels (0 = off).")
 @click.option("--image-projection-gain", type=float, default=10.0, show_default=True,
               help="Init gain of the image-to-text projection of randomly initialised backbones (1 = plain init).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
@@ -369,14 +373,14 @@ def periodic_eval(cfg: BCConfig, checkpoint: Path, step: int) -> dict[str, Any]:
 @click.option("--no-progress", is_flag=True)
 def bc_command(agent: str, data: str, out: str, init_checkpoint: str | None, model_opts: tuple[str, ...], window: int | None,
                chunk: int | None, action_space: str | None, steps: int, batch_size: int, lr: float, weight_decay: float,
-               warmup_steps: int, grad_clip: float, gripper_loss_weight: float, image_projection_gain: float, precision: str, device: str, threads: int | None,
+               warmup_steps: int, grad_clip: float, gripper_loss_weight: float, shift: int, image_projection_gain: float, precision: str, device: str, threads: int | None,
                save_every: int, log_every: int, eval_every: int, eval_suite: str, eval_setting: str, eval_episodes: int,
                eval_workers: int, seed: int, no_progress: bool) -> None:
     """Behaviour cloning of a kosmos agent on recorded demonstrations (resumable)."""
     from vlaeval.options import parse_options
 
     cfg = BCConfig(data=data, out=out, agent=agent, init_checkpoint=init_checkpoint, model_overrides=parse_options(model_opts, "--model-opt"),
-                   window=window, chunk=chunk, action_space=action_space, gripper_loss_weight=gripper_loss_weight,
+                   window=window, chunk=chunk, action_space=action_space, gripper_loss_weight=gripper_loss_weight, shift=shift,
                    image_projection_gain=image_projection_gain, steps=steps,
                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
                    precision=precision, device=device, threads=threads, save_every=save_every, log_every=log_every,

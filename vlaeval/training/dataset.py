@@ -103,7 +103,11 @@ class WindowDataset:
         codec: action normalisation; default: the dataset's saved statistics (``stats.json``).
         instructions: ``train`` (sample the task's training paraphrases) or ``recorded`` (the
             instruction used while recording).
-        seed: seeds the paraphrase sampling.
+        seed: seeds the paraphrase sampling and the augmentation.
+        shift: random-shift augmentation (DrQ's, which RoboVLMs-style CALVIN policies train with):
+            each item's frames of each camera are edge-padded by ``shift`` pixels and cropped back at
+            one random offset, the same for the whole window so motion between its frames is kept.
+            Zero (the default) returns the frames as recorded.
 
     Items are dicts of numpy arrays: ``obs/<key>`` (H, ...) (frames (H, S, S, 3) uint8; padded
     steps are zeros), ``mask`` (H,),
@@ -113,14 +117,16 @@ class WindowDataset:
 
     def __init__(self, data: str | os.PathLike[str], *, split: str = "train", window: int = 16, chunk: int = 10,
                  keys: Sequence[str] = ("rgb_static",), image_size: int | None = None, codec: ActionCodec | None = None,
-                 instructions: str = "train", seed: int = 0, max_demos: int | None = None) -> None:
+                 instructions: str = "train", seed: int = 0, max_demos: int | None = None, shift: int = 0) -> None:
         import h5py
 
         from vlaeval.envs.calvin.language import TRAIN_INSTRUCTIONS
 
         if window < 1 or chunk < 1:
             raise ValueError("window and chunk must be positive")
-        self.window, self.chunk, self.keys = window, chunk, tuple(keys)
+        if shift < 0:
+            raise ValueError("shift must be non-negative")
+        self.window, self.chunk, self.keys, self.shift = window, chunk, tuple(keys), shift
         self.codec = codec if codec is not None else load_or_compute_stats(data)[0]
         self.instruction_mode = instructions
         self._paraphrases = TRAIN_INSTRUCTIONS
@@ -179,7 +185,8 @@ class WindowDataset:
         safe = np.where(mask, pos, t)
         item: dict[str, Any] = {}
         for key in self.keys:
-            values = self.observations[key][safe].copy()
+            values = self.observations[key][safe]
+            values = random_shift(values, self.shift, self._rng) if self.shift and values.ndim == 4 else values.copy()
             values[~mask] = 0
             item[f"obs/{key}"] = values
         targets = pos[:, None] + np.arange(k)[None]  # (H, K)
@@ -192,6 +199,13 @@ class WindowDataset:
         item["instruction"] = self.instruction(s)
         item["task"] = seg.task
         return item
+
+
+def random_shift(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, H, W, C) frames edge-padded by ``pad`` and cropped back to (H, W) at one random offset."""
+    dy, dx = rng.integers(0, 2 * pad + 1, size=2)
+    padded = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return np.ascontiguousarray(padded[:, dy : dy + frames.shape[1], dx : dx + frames.shape[2]])
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

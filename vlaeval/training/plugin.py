@@ -41,6 +41,8 @@ def vlaeval_register_commands(cli: Any) -> None:
               help="Episodes per scene (with --scenes), else the suite's first N episodes.")
 @click.option("--tasks", help="calvin: comma list of allowed tasks, or 'articulated' (drawer, slider, LED, light bulb).")
 @click.option("--chain-length", type=click.IntRange(1, 5), default=1, show_default=True, help="Subtasks per sampled chain.")
+@click.option("--balance/--no-balance", default=True, show_default=True,
+              help="calvin --scenes: draw chains so every task gets about as many demos (else uniform over what applies).")
 @click.option("--cameras", default="rgb_static", show_default=True, help="Comma list of camera observations to store.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed of the sampled episodes.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Step limit per subtask (default: the suite's).")
@@ -53,7 +55,7 @@ def vlaeval_register_commands(cli: Any) -> None:
               help="hdf5: robomimic layout; lerobot: a LeRobotDataset of the successful demos (needs the lerobot extra).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def record_command(agent: str, suite: str, setting: str | None, scenes: str | None, episodes: int, tasks: str | None,
-                   chain_length: int, cameras: str, seed: int, max_steps: int | None, valid_fraction: float, workers: int,
+                   chain_length: int, balance: bool, cameras: str, seed: int, max_steps: int | None, valid_fraction: float, workers: int,
                    agent_opts: tuple[str, ...], out: str, data_format: str, no_progress: bool) -> None:
     """Record an agent's rollouts as a demonstration dataset (HDF5 in the robomimic layout, or a LeRobotDataset)."""
     from vlaeval.options import parse_options
@@ -63,7 +65,7 @@ def record_command(agent: str, suite: str, setting: str | None, scenes: str | No
     for t in _csv(tasks):
         task_list += TASK_GROUPS.get(t, (t,))
     config = RecordConfig(agent=agent, suite=suite, setting=setting, scenes=_csv(scenes), episodes=episodes,
-                          tasks=task_list, chain_length=chain_length, cameras=_csv(cameras), seed=seed, max_steps=max_steps,
+                          tasks=task_list, chain_length=chain_length, balance=balance, cameras=_csv(cameras), seed=seed, max_steps=max_steps,
                           valid_fraction=valid_fraction, workers=workers, agent_options=parse_options(agent_opts, "--agent-opt"))
     if data_format == "lerobot":
         from vlaeval.training.lerobot_dataset import record_lerobot

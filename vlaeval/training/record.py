@@ -26,12 +26,11 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
@@ -60,6 +59,7 @@ class RecordConfig:
     episodes: int = 10  # per scene (calvin with scenes), else in total
     tasks: tuple[str, ...] = ()  # allowed tasks for sampled chains (empty = all)
     chain_length: int = 1
+    balance: bool = True  # draw sampled chains so every task gets about as many demos (sample_chain)
     cameras: tuple[str, ...] = ("rgb_static",)
     seed: int = 0
     max_steps: int | None = None  # per subtask (default: the suite protocol's)
@@ -95,9 +95,16 @@ def calvin_symbolic_state(scene_obs: np.ndarray, scene: str) -> dict[str, Any]:
     return state
 
 
-def sample_chain(state: Mapping[str, Any], rng: np.random.Generator, allowed: Sequence[str], length: int) -> tuple[str, ...]:
+def sample_chain(state: Mapping[str, Any], rng: np.random.Generator, allowed: Sequence[str], length: int,
+                 counts: MutableMapping[str, int] | None = None) -> tuple[str, ...]:
     """A random valid chain (distinct categories, unique successor each step), possibly shorter
-    than ``length`` when no allowed task applies any more; empty if none applies at the start."""
+    than ``length`` when no allowed task applies any more; empty if none applies at the start.
+
+    With ``counts`` (tasks sampled so far, updated in place) each step draws among the applicable
+    tasks sampled least so far.  Uniform draws over what applies would follow CALVIN's symbolic
+    model: block tasks apply more often than e.g. ``push_into_drawer`` (an open drawer and a block
+    on the table), so a few tasks would get a handful of demos and the policy would never learn them.
+    """
     from vlaeval.envs.calvin.tasks import TASK_CATEGORY, apply_task
 
     chain: list[str] = []
@@ -107,16 +114,22 @@ def sample_chain(state: Mapping[str, Any], rng: np.random.Generator, allowed: Se
         options = [t for t in allowed if TASK_CATEGORY[t] not in used and apply_task(current, t) is not None]
         if not options:
             break
+        if counts is not None:
+            least = min(counts.get(t, 0) for t in options)
+            options = [t for t in options if counts.get(t, 0) == least]
         task = options[int(rng.integers(len(options)))]
+        if counts is not None:
+            counts[task] = counts.get(task, 0) + 1
         chain.append(task)
         current = apply_task(current, task)
     return tuple(chain)
 
 
 def calvin_training_episodes(scene: str, n: int, seed: int, tasks: Sequence[str] = (), chain_length: int = 1,
-                             instruction_set: str = "train", first_index: int = 0) -> list[EpisodeSpec]:
+                             instruction_set: str = "train", first_index: int = 0, balance: bool = True) -> list[EpisodeSpec]:
     """``n`` training episodes in ``scene``: random scene state from the episode seed and a valid
-    chain of allowed tasks for it (states where no allowed task applies are redrawn)."""
+    chain of allowed tasks for it (states where no allowed task applies are redrawn); with
+    ``balance`` the chains are drawn so every task is sampled about equally often (:func:`sample_chain`)."""
     from vlaeval.envs.calvin.initial_state import neutral_robot_obs
     from vlaeval.envs.calvin.language import INSTRUCTION_SETS
     from vlaeval.envs.calvin.scene import SCENES, random_scene_obs
@@ -129,12 +142,13 @@ def calvin_training_episodes(scene: str, n: int, seed: int, tasks: Sequence[str]
     instructions = INSTRUCTION_SETS[instruction_set]
     scene_code = ord(scene) - ord("A") + 1
     out = []
+    counts: dict[str, int] | None = {} if balance else None
     for i in range(n):
         ep_seed = episode_seed(seed * 100 + scene_code, first_index + i)
         rng = np.random.default_rng(ep_seed)
         for _ in range(1000):
             scene_obs = random_scene_obs(SCENES[scene], rng)
-            chain = sample_chain(calvin_symbolic_state(scene_obs, scene), rng, allowed, chain_length)
+            chain = sample_chain(calvin_symbolic_state(scene_obs, scene), rng, allowed, chain_length, counts)
             if chain:
                 break
         else:
@@ -168,7 +182,7 @@ def _plan(config: RecordConfig) -> list[tuple[str, EpisodeSpec]]:
         items = []
         for scene in config.scenes:
             for ep in calvin_training_episodes(scene, config.episodes, config.seed, config.tasks, config.chain_length,
-                                               instruction_set, first_index=len(items)):
+                                               instruction_set, first_index=len(items), balance=config.balance):
                 items.append((scene, ep))
         return items
     if config.tasks:
@@ -186,9 +200,19 @@ class _ShardResult:
     errors: int  # demos ended by an agent or env failure
     action_type: str
 
+    @classmethod
+    def read(cls, path: str) -> "_ShardResult":
+        """The result of a finished shard, from its file's attributes (a resumed recording reads
+        the shards an earlier, interrupted one finished)."""
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return cls(path, len(f["data"]), int(f.attrs["failed"]), int(f.attrs["errors"]), str(f.attrs["action_type"]))
+
 
 def _record_shard(shard: _Shard) -> _ShardResult:
-    """Play a shard's episodes and write them to ``shard.path``."""
+    """Play a shard's episodes and write them to ``shard.path`` (via a ``.partial`` file renamed
+    when complete, so a shard file that exists is finished)."""
     import h5py
 
     from vlaeval.agents.resolve import agent_spec_of
@@ -206,7 +230,8 @@ def _record_shard(shard: _Shard) -> _ShardResult:
         # The env renders what the dataset needs, whatever the recorded agent itself reads.
         keys = tuple(dict.fromkeys((*agent_spec.observation_keys, *config.cameras)))
         renders = dataclasses.replace(pairing, agent_spec=dataclasses.replace(agent_spec, observation_keys=keys))
-        with h5py.File(shard.path, "w") as f:
+        partial = f"{shard.path}.partial"
+        with h5py.File(partial, "w") as f:
             writer = _DemoWriter(f.create_group("data"), config.cameras)
             for scene, items in itertools.groupby(shard.items, key=lambda item: item[0]):
                 pool = SyncEnvPool(lambda: renders.make_env(**({"scene": scene} if scene else {})), 1)
@@ -218,10 +243,12 @@ def _record_shard(shard: _Shard) -> _ShardResult:
                         pass  # the writer keeps what it needs
                 finally:
                     pool.close()
+            f.attrs.update({"failed": writer.failed, "errors": writer.errors, "action_type": pairing.action_type})
+        os.replace(partial, shard.path)
     finally:
         if callable(getattr(agent, "close", None)):
             agent.close()
-    return _ShardResult(shard.path, len(shard.items), writer.failed, writer.errors, pairing.action_type)
+    return _ShardResult.read(shard.path)
 
 
 class _DemoWriter(Observer):
@@ -287,8 +314,17 @@ class _Trajectory:
     position: int = 0
 
 
+#: Where a recording keeps its finished shards until they are merged (and a rerun resumes from).
+SHARDS_DIR = ".record-shards"
+
+
 def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool = True, shard_size: int = 10) -> dict[str, Any]:
-    """Record ``config`` into ``out/demos.hdf5`` (+ ``record.json``); returns a summary."""
+    """Record ``config`` into ``out/demos.hdf5`` (+ ``record.json``); returns a summary.
+
+    Resumable: finished shards stay in ``out/.record-shards`` until the merge, so running the same
+    recording again after an interruption (kill -9 included) plays only the shards that had not
+    finished.  A different configuration in the same ``out`` is refused.
+    """
     from vlaeval.training.demos import DEMO_FILE, merge_shards
 
     out_dir = Path(out)
@@ -298,11 +334,19 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
     items = _plan(config)
     if not items:
         raise VlaevalError("nothing to record (0 episodes)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".record-", dir=out_dir))
+    shard_dir = out_dir / SHARDS_DIR
+    plan_file = shard_dir / "config.json"
+    plan = json.dumps({"config": dataclasses.asdict(config), "shard_size": shard_size}, sort_keys=True)
+    if plan_file.is_file() and plan_file.read_text() != plan:
+        raise VlaevalError(f"{out_dir} holds an interrupted recording of another configuration; rerun that one, "
+                           f"pick another --out, or delete {shard_dir} to start over")
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    write_text(plan_file, plan)
     n_shards = max(1, math.ceil(len(items) / shard_size))
-    shards = [_Shard(config, tuple(items[k * shard_size : (k + 1) * shard_size]), str(tmp / f"shard-{k:05d}.hdf5"))
+    shards = [_Shard(config, tuple(items[k * shard_size : (k + 1) * shard_size]), str(shard_dir / f"shard-{k:05d}.hdf5"))
               for k in range(n_shards)]
+    finished = [_ShardResult.read(s.path) for s in shards if Path(s.path).is_file()]
+    pending = [s for s in shards if not Path(s.path).is_file()]
     started = time.perf_counter()
     failed = errors = 0
     action_types: set[str] = set()
@@ -311,6 +355,8 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(items), unit="episode", desc="record", file=sys.stderr, dynamic_ncols=True)
+        if finished:
+            bar.write(f"resuming: {sum(r.demos for r in finished)} of {len(items)} episodes were recorded before")
 
     def done(result: _ShardResult) -> None:
         nonlocal failed, errors
@@ -322,14 +368,16 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
             bar.set_postfix_str(f"failed={failed}")
 
     try:
+        for result in finished:
+            done(result)
         if config.workers == 1:
-            for shard in shards:
+            for shard in pending:
                 done(_record_shard(shard))
         else:
             import multiprocessing as mp
 
             with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as pool:
-                for fut in as_completed([pool.submit(_record_shard, s) for s in shards]):
+                for fut in as_completed([pool.submit(_record_shard, s) for s in pending]):
                     done(fut.result())
         header = {
             "suite": config.suite, "setting": config.setting, "agent": config.agent, "scenes": list(config.scenes),
@@ -342,7 +390,7 @@ def record(config: RecordConfig, out: str | os.PathLike[str], *, progress: bool 
     finally:
         if bar is not None:
             bar.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(shard_dir, ignore_errors=True)
     summary["errors"] = errors
     summary["seconds"] = round(time.perf_counter() - started, 1)
     cfg = dataclasses.asdict(config)

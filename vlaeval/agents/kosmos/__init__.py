@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from vlaeval.agents.kosmos.agent import KosmosLSTMAgent
 
 __all__ = ["PRESETS", "KosmosLSTMAgent", "KosmosVLAConfig", "WeightsNotAvailableError", "agent_spec", "get_preset",
-           "kosmos_lstm", "kosmos_lstm_tiny"]
+           "kosmos_lstm", "kosmos_lstm_cpu", "kosmos_lstm_tiny"]
 
 
 def __getattr__(name: str) -> Any:
@@ -51,4 +51,10 @@ def kosmos_lstm_tiny(**options: Any) -> KosmosLSTMAgent:
     """The ``kosmos-lstm-tiny`` agent: the same architecture, tiny and CPU-trainable."""
     from vlaeval.agents.kosmos.agent import KosmosLSTMAgent
 
-    return KosmosLSTMAgent(preset="kosmos-lstm-tiny", **options)
+    return KosmosLSTMAgent(**{"preset": "kosmos-lstm-tiny", **options})
+
+
+def kosmos_lstm_cpu(**options: Any) -> KosmosLSTMAgent:
+    """The ``kosmos-lstm-cpu`` agent: the tiny architecture as the CPU training recipe configures it
+    (both cameras, robot_obs); meant to run a trained ``--checkpoint``."""
+    return kosmos_lstm_tiny(**{"preset": "kosmos-lstm-cpu", **options})

@@ -48,7 +48,7 @@ from vlaeval.envs.calvin.initial_state import (
 )
 from vlaeval.envs.calvin.live_snapshot import LiveSnapshot
 from vlaeval.envs.calvin.predicates import DESK_PLANK, PREDICATES, Snapshot
-from vlaeval.envs.calvin.robot import FINGER_OPEN, INITIAL_JOINTS, Robot
+from vlaeval.envs.calvin.robot import FINGER_OPEN, INITIAL_JOINTS, Robot, load_panda
 from vlaeval.envs.calvin.scene import (
     COLOUR_RGBA,
     DESK_JOINTS,
@@ -156,7 +156,9 @@ class CalvinEnv(ChainProgress, gymnasium.Env):
         self._client = pb.connect(pb.DIRECT)
         self._build_world()
         wants_static = render_mode == "rgb_array" or any(k.endswith("static") for k in self.cameras)
-        self._static_camera = StaticCamera(self._client, self.static_size, self.fixed_visuals) if wants_static else None
+        self._static_camera = (StaticCamera(self._client, self.static_size, self.fixed_visuals,
+                                            arm=self._robot.body_id, arm_model=load_panda)
+                               if wants_static else None)
         self._gripper_projection = GRIPPER.projection()
         #: Whether observations need the gripper camera's pose (decided once, read every step).
         self._gripper_camera = "rgb_gripper" in self.cameras or "depth_gripper" in self.cameras
@@ -267,6 +269,8 @@ class CalvinEnv(ChainProgress, gymnasium.Env):
         return image
 
     def close(self) -> None:
+        if self._static_camera is not None:
+            self._static_camera.close()
         if self._client is not None and pb.isConnected(self._client):
             pb.disconnect(self._client)
         self._client = None

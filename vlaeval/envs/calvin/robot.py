@@ -78,12 +78,17 @@ def binarise_gripper(command: float) -> float:
     return 1.0 if command > 0 else -1.0
 
 
+def load_panda(client: int) -> int:
+    """Load the Panda's body (links, joints, visuals) at its base position into a client; returns its id."""
+    return pb.loadURDF(robot_urdf_path(), BASE_POSITION, useFixedBase=True, physicsClientId=client)
+
+
 class Robot:
     """The Panda in one pybullet client: reset from robot_obs, Cartesian control, state readout."""
 
     def __init__(self, client: int) -> None:
         self._client = client
-        self.body_id = pb.loadURDF(robot_urdf_path(), BASE_POSITION, useFixedBase=True, physicsClientId=client)
+        self.body_id = load_panda(client)
         # pybullet places bases by their centre of mass (0.05 above link0's frame), so remember
         # the loaded pose rather than recomputing it.
         self._base_pose = pb.getBasePositionAndOrientation(self.body_id, physicsClientId=client)

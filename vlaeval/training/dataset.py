@@ -185,8 +185,9 @@ class WindowDataset:
         safe = np.where(mask, pos, t)
         item: dict[str, Any] = {}
         for key in self.keys:
-            values = self.observations[key][safe]
-            values = random_shift(values, self.shift, self._rng) if self.shift and values.ndim == 4 else values.copy()
+            values = self.observations[key][safe]  # indexing with an array copies
+            if self.shift and values.ndim == 4:
+                values = random_shift(values, self.shift, self._rng)
             values[~mask] = 0
             item[f"obs/{key}"] = values
         targets = pos[:, None] + np.arange(k)[None]  # (H, K)

@@ -248,7 +248,7 @@ def _record_shard(shard: _Shard) -> _ShardResult:
     finally:
         if callable(getattr(agent, "close", None)):
             agent.close()
-    return _ShardResult.read(shard.path)
+    return _ShardResult(shard.path, len(shard.items), writer.failed, writer.errors, pairing.action_type)
 
 
 class _DemoWriter(Observer):

@@ -242,12 +242,12 @@ class StaticCamera:
         layered = False
         if self._mirror is not None:
             state = self._prop_state()
-            if not self._same(self._layer_state, state) and self._same(self._previous, state):
+            layered = self._same(self._layer_state, state)
+            if not layered and self._same(self._previous, state):
                 # The props came to rest: draw them once over the background.
                 self._layer = _nearer(self._pass([*self._fixed, *self._arm]), self._background)
-                self._layer_state = state
+                self._layer_state, layered = state, True
             self._previous = state
-            layered = self._same(self._layer_state, state)
         if layered:
             front, back = self._arm_pass(), self._layer
         else:

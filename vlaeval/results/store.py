@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Mapping
 
-from vlaeval.durable import replace_durably
+from vlaeval.durable import read_json_object, replace_durably
 from vlaeval.errors import VlaevalError
 
 EPISODES_FILE = "episodes.jsonl"
@@ -292,16 +292,7 @@ def load_results(*run_dirs: str | os.PathLike[str]) -> Any:
 
 
 def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(run_dir) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VlaevalError(f"{path} not found: {run_dir} is not a vlaeval run directory") from None
-    except (OSError, ValueError) as exc:
-        raise VlaevalError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise VlaevalError(f"cannot read {path}: it holds a JSON {type(manifest).__name__}, not an object")
-    return manifest
+    return read_json_object(Path(run_dir) / MANIFEST_FILE, missing=f"{run_dir} is not a vlaeval run directory")
 
 
 def write_manifest(run_dir: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:

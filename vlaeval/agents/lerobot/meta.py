@@ -15,13 +15,13 @@ runner's convention check applies to LeRobot policies as to any agent.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from vlaeval.conventions import ACTION_TYPES, GRIPPER_POLARITIES, ROTATION_FORMATS, AgentSpec
+from vlaeval.durable import read_json_object
 from vlaeval.errors import VlaevalError
 
 #: vlaeval observation key -> LeRobot feature name.  LeRobot names cameras
@@ -100,7 +100,7 @@ def action_feature(dim: int, conventions: ActionConventions) -> dict[str, Any]:
 
 def dataset_conventions(root: str | os.PathLike[str]) -> ActionConventions | None:
     """The conventions a LeRobotDataset at ``root`` records, or None for a dataset vlaeval did not write."""
-    info = _read_json(Path(root) / "meta" / "info.json", "LeRobotDataset metadata")
+    info = read_json_object(Path(root) / "meta" / "info.json", "LeRobotDataset metadata")
     block = info.get("features", {}).get("action", {}).get(BLOCK)
     return None if block is None else ActionConventions.from_block(block, f"{root}/meta/info.json")
 
@@ -138,7 +138,7 @@ class PolicyInfo:
         """
         root = Path(path)
         where = f"LeRobot policy {root}"
-        config = _read_json(root / "config.json", where)
+        config = read_json_object(root / "config.json", where)
         if "type" not in config or "output_features" not in config:
             raise VlaevalError(f"{root}/config.json is not a LeRobot policy config (no type / output_features)")
         if not (root / "model.safetensors").is_file():
@@ -149,7 +149,7 @@ class PolicyInfo:
                                "save_pretrained(DIR) beside it, as lerobot-train does (a policy saved before LeRobot had "
                                "processors needs lerobot/processor/migrate_policy_normalization.py first)")
         for name in PROCESSOR_FILES:
-            imported = [str(step.get("class")) for step in _read_json(root / name, where).get("steps", []) if "registry_name" not in step]
+            imported = [str(step.get("class")) for step in read_json_object(root / name, where).get("steps", []) if "registry_name" not in step]
             if imported:  # LeRobot would import these module paths: code named by a file vlaeval reads
                 raise VlaevalError(f"{where}: {name} names processor steps by import path ({', '.join(imported)}); "
                                    "only registered steps (registry_name) are loaded")
@@ -187,17 +187,5 @@ def _training_dataset(policy: Path) -> str | None:
     train_config = policy / "train_config.json"
     if not train_config.is_file():
         return None
-    root = (_read_json(train_config, f"LeRobot policy {policy}").get("dataset") or {}).get("root")
+    root = (read_json_object(train_config, f"LeRobot policy {policy}").get("dataset") or {}).get("root")
     return root if root and (Path(root) / "meta" / "info.json").is_file() else None
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VlaevalError(f"{what}: {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise VlaevalError(f"{what}: cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise VlaevalError(f"{what}: {path} is not a JSON object")
-    return data

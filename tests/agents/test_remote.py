@@ -212,6 +212,20 @@ def test_wire_refuses_to_send_object_arrays_and_garbage_frames() -> None:
         unpackb(b"\xc1 not msgpack")
 
 
+def test_wire_bounds_the_entries_a_frame_may_decode_into() -> None:
+    from vlaeval.agents.remote.wire import MAX_ITEMS
+
+    # One byte per nil: a 256 MiB frame like these would decode into 2 GB of list slots.
+    flat = b"\xdd" + (MAX_ITEMS + 1).to_bytes(4, "big") + b"\xc0" * (MAX_ITEMS + 1)
+    nested = msgpack.packb([[None] * 1000] * (MAX_ITEMS // 1000 + 1))  # every list small, the frame not
+    for frame in (flat, nested):
+        with pytest.raises(WireError, match=f"more than {MAX_ITEMS} list and map entries"):
+            unpackb(frame)
+    # an image sent as nested lists instead of an ndarray still fits
+    image = np.zeros((224, 224, 3), np.uint8).tolist()
+    assert np.array_equal(np.asarray(unpackb(packb({"obs": {"rgb": image}}))["obs"]["rgb"]), np.zeros((224, 224, 3)))
+
+
 def test_bind_context_keeps_spaces() -> None:
     context = decode_context(unpackb(packb(encode_context(CONTEXT))))
     assert context.action_space == CONTEXT.action_space

@@ -1,4 +1,5 @@
-"""GRPO fine-tuning: group-relative advantages, and updates that raise a toy task's success."""
+"""GRPO fine-tuning: group-relative advantages, updates that raise a toy task's success, and chains
+recomputed in the update exactly as they were played."""
 
 from __future__ import annotations
 
@@ -8,23 +9,33 @@ import torch
 from gymnasium import spaces
 
 from vlaeval.envs.suite import EpisodeSpec
-from vlaeval.training.rl import evaluate_task, group_advantages, grpo_loss, play
+from vlaeval.training.rl import RLConfig, evaluate, group_advantages, grpo_backward, paired_test, play, training_episodes
 
 torch.set_num_threads(1)
 
 
 class ToyEnv:
-    """One-step task: success iff the x action is positive (CALVIN-shaped obs and actions)."""
+    """Each subtask is solved iff the x action is positive (CALVIN-shaped obs and actions); the
+    image changes every step so that recomputed windows differ from step to step."""
 
     action_space = spaces.Box(-1.0, 1.0, (7,), dtype=np.float32)
     observation_space = spaces.Dict({"rgb_static": spaces.Box(0, 255, (16, 16, 3), dtype=np.uint8)})
 
+    def __init__(self, chain: int = 1) -> None:
+        self.chain, self.t = chain, 0
+
+    def obs(self):
+        return {"rgb_static": np.full((16, 16, 3), (37 * self.t) % 256, np.uint8)}
+
     def reset(self, *, seed=None, options=None):
-        return {"rgb_static": np.full((16, 16, 3), 100, np.uint8)}, {}
+        self.t, self.solved = 0, 0
+        return self.obs(), {}
 
     def step(self, action):
+        self.t += 1
         success = bool(action[0] > 0.0)
-        return {"rgb_static": np.full((16, 16, 3), 100, np.uint8)}, float(success), success, False, {"is_success": success}
+        self.solved += success
+        return self.obs(), float(success), self.solved == self.chain, False, {"is_success": success}
 
     def close(self):
         pass
@@ -53,7 +64,7 @@ def test_group_advantages_are_relative_and_vanish_for_uniform_groups() -> None:
 def test_grpo_updates_raise_success_on_a_toy_env(policy) -> None:
     envs = [ToyEnv() for _ in range(8)]
     episode = EpisodeSpec(index=0, tasks=("open_drawer",), instructions=("open the drawer",), seed=0)
-    before = evaluate_task(policy, envs, [episode] * 8, max_steps=1)
+    before = evaluate(policy, envs, [episode] * 8, max_steps=1)
     assert before["success_rate"] == 0.0
     mean_before = policy.step([envs[0].reset()[0]], ["open the drawer"])[0][0, 0]
     model = policy.model
@@ -62,21 +73,21 @@ def test_grpo_updates_raise_success_on_a_toy_env(policy) -> None:
     updates = 0
     for _ in range(12):
         group = play(policy, envs, [episode] * 8, max_steps=1, std=0.5, rng=rng)
-        adv = group_advantages([float(r.success) for r in group])
+        adv = group_advantages([float(r.solved) for r in group])
         if not any(adv):
             continue
         model.train()
         for _ in range(2):
-            loss = grpo_loss(model, policy.text, group, adv, "open the drawer", std=0.5, clip=0.2)
             optim.zero_grad()
-            loss.backward()
+            grpo_backward(model, policy.text, group, adv, std=0.5, clip=0.2)
             optim.step()
         model.eval()
         updates += 1
     mean_after = policy.step([envs[0].reset()[0]], ["open the drawer"])[0][0, 0]
-    after = evaluate_task(policy, envs, [episode] * 8, max_steps=1)
+    after = evaluate(policy, envs, [episode] * 8, max_steps=1)
     assert updates > 0 and mean_after > mean_before + 0.2
     assert after["success_rate"] == 1.0 and after["ci95"][0] > before["ci95"][1]
+    assert paired_test(before, after) == {"improved": 8, "worsened": 0, "mean_change": 1.0, "p_value": pytest.approx(2 / 2**8)}
 
 
 def test_rollouts_record_what_the_update_needs(policy) -> None:
@@ -87,5 +98,77 @@ def test_rollouts_record_what_the_update_needs(policy) -> None:
         assert len(r) == 1 and r.observations["rgb_static"][0].shape == (16, 16, 3) and np.isfinite(r.logp).all()
     # at the behaviour policy the PPO ratio is 1, so the loss is minus the mean advantage
     adv = [1.0, -0.5, 0.25]
-    loss = grpo_loss(policy.model, policy.text, group, adv, "open the drawer", std=0.3, clip=0.2)
-    assert loss.item() == pytest.approx(-np.mean(adv), abs=1e-4)
+    loss = grpo_backward(policy.model, policy.text, group, adv, std=0.3, clip=0.2)
+    assert loss == pytest.approx(-np.mean(adv), abs=1e-4)
+    assert grpo_backward(policy.model, policy.text, group, [0.0] * 3, std=0.3, clip=0.2) is None
+
+
+def test_chains_are_recomputed_as_played_per_instruction_and_subtask() -> None:
+    from vlaeval.agents.codec import ActionCodec
+    from vlaeval.agents.kosmos.config import get_preset
+    from vlaeval.agents.kosmos.model import build_model
+    from vlaeval.training.common import BatchedPolicy
+
+    config = get_preset("kosmos-lstm-tiny", window_size=3, chunk_size=1)
+    policy = BatchedPolicy(build_model(config, seed=5).eval(), config, ActionCodec.symmetric(1.0))
+    tasks, instructions = ("open_drawer", "turn_on_led", "close_drawer"), ("open the drawer", "press the button", "close it")
+    episode = EpisodeSpec(index=0, tasks=tasks, instructions=instructions, seed=0)
+    envs = [ToyEnv(chain=3) for _ in range(8)]
+    group = play(policy, envs, [episode] * 8, max_steps=2, std=1.0, rng=np.random.default_rng(2))
+    for r in group:
+        # the chain stops at the first failed subtask: every subtask but the last reached was solved
+        assert 1 <= len(r.starts) <= 3 and r.starts[0] == 0 and r.solved in (len(r.starts) - 1, len(r.starts))
+        assert len(r.instructions) == len(r) and all(r.instructions[s] == instructions[i] for i, s in enumerate(r.starts))
+        assert r.segment_starts().tolist() == [max(s for s in r.starts if s <= t) for t in range(len(r))]
+    assert max(len(r.starts) for r in group) > 1
+    # the recomputation scores the rollouts with the policy that played them: ratio 1, so the loss
+    # is minus the mean advantage; chunked (each step recomputed with its window as context) it
+    # gives the unchunked loss and gradient
+    adv = group_advantages([float(r.solved) for r in group])
+    assert any(adv)
+    grads = []
+    for chunk in (256, 2):
+        policy.model.zero_grad()
+        loss = grpo_backward(policy.model, policy.text, group, adv, std=1.0, clip=0.2, chunk=chunk)
+        assert loss == pytest.approx(-np.mean([a for r, a in zip(group, adv) if a]), abs=1e-4)
+        grads.append(torch.cat([p.grad.flatten() for p in policy.model.parameters() if p.grad is not None]))
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+def test_chain_training_episodes_are_drawn_like_the_protocol_in_the_evaluation_scene() -> None:
+    from vlaeval.envs.calvin.tasks import is_valid_chain
+    from vlaeval.training.record import calvin_symbolic_state
+
+    cfg = RLConfig(checkpoint="unused", out="unused", setting="ABC->D")
+    train, held_out = training_episodes(cfg, 8, seed=0), training_episodes(cfg, 8, seed=1000)
+    assert training_episodes(cfg, 8, seed=0) == train and not {e.seed for e in train} & {e.seed for e in held_out}
+    assert max(len(e.tasks) for e in train) == 5  # a chain may end early where no further task applies
+    for e in train:
+        assert is_valid_chain(calvin_symbolic_state(np.asarray(e.options["scene_obs"]), "D"), e.tasks)
+    single = training_episodes(RLConfig(checkpoint="unused", out="unused", task="open_drawer"), 4, seed=0)
+    assert {e.tasks for e in single} == {("open_drawer",)}
+
+
+def test_chain_rl_on_calvin_resumes_where_it_stopped_and_evaluates_before_and_after(tmp_path) -> None:
+    import dataclasses
+
+    from vlaeval.agents.checkpoint import load_checkpoint, save_checkpoint
+    from vlaeval.agents.codec import ActionCodec
+    from vlaeval.agents.kosmos.config import get_preset
+    from vlaeval.agents.kosmos.model import build_model
+    from vlaeval.training.rl import train_rl
+
+    config = get_preset("kosmos-lstm-tiny")
+    save_checkpoint(tmp_path / "bc", build_model(config, seed=0), config, ActionCodec.symmetric(1.0))
+    cfg = RLConfig(checkpoint=str(tmp_path / "bc"), out=str(tmp_path / "rl"), setting="D->D", iterations=2, group_size=2,
+                   max_steps=3, eval_episodes=2, eval_batch=2, save_every=1, threads=1)
+    train_rl(cfg, progress=False, echo=lambda *_: None)
+    said: list[str] = []
+    summary = train_rl(dataclasses.replace(cfg, iterations=3), progress=False, echo=said.append)
+    assert "resumed at iteration 2" in said
+    rows = (tmp_path / "rl" / "iterations.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,seed,first_task,mean_solved") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert [r.split(",")[1] for r in rows[1:]] == [str(e.seed) for e in training_episodes(cfg, 3, cfg.seed)]
+    assert summary["iterations"] == 3 and summary["after"]["paired"]["p_value"] == 1.0  # 3 steps per subtask solve nothing
+    assert summary["before"]["episodes"] == summary["after"]["episodes"] == 2
+    load_checkpoint(summary["checkpoint"])  # a plain agent checkpoint

@@ -1,10 +1,11 @@
 """RL fine-tuning of a BC checkpoint on a suite's success signal (``vlaeval train rl``).
 
 GRPO-style: each iteration plays a *group* of G rollouts from the same initial state (same
-seed and reset options), the reward of a rollout is the suite's success (1 or 0), and each
-rollout's advantage is its reward minus the group mean, over the group's standard deviation.
+seed, reset options and instructions), the reward of a rollout is the number of subtasks it
+solved (the chain length the protocol scores; 1 or 0 for a single task), and each rollout's
+advantage is its reward minus the group mean, over the group's standard deviation.
 The policy is updated with PPO's clipped surrogate on those advantages.  Why GRPO and not PPO
-with a value head: the reward is one sparse bit per rollout, so a learned value function has
+with a value head: the reward is one sparse count per rollout, so a learned value function has
 almost nothing to fit early on, while the group baseline is exact for the one thing that
 varies (the policy's own randomness from a fixed state); it also needs no new network parts, so
 the fine-tuned weights are a plain agent checkpoint in the same format as BC's.  A group whose
@@ -21,6 +22,15 @@ batched forward pass of the policy, played by the runner's rollout core
 steps it took.  For ``calvin``, initial states are random states of the setting's evaluation
 scene (D) in which the task applies (as ``vlaeval record`` samples them); training and
 evaluation use disjoint seeds.
+
+Without a task the run trains on the full chained protocol: each group plays one chain of the
+suite's length from a random state, drawn close to the protocol's chains (uniformly among the
+tasks that apply at each step, not balanced: the protocol draws uniformly among whole valid
+chains), and the rollout core plays it as it plays an evaluation (the agent's
+history is cleared at every subtask start, the chain stops at the first failure), so the
+update recomputes each step with that step's instruction and that subtask's history.  The
+official chains stay held out: ``vlaeval run`` on them before and after, then ``vlaeval
+compare``, gives the paired test of chain lengths.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ class RLConfig:
 
     checkpoint: str
     out: str
-    task: str
+    task: str | None = None  # None: whole chains of the protocol
     agent: str = "kosmos-lstm-tiny"
     suite: str = "calvin"
     setting: str = "ABC->D"
@@ -66,22 +76,26 @@ class RLConfig:
     save_every: int = 5
 
 
-def task_episodes(cfg: RLConfig, n: int, seed: int) -> list[Any]:
-    """``n`` single-task episodes in the setting's evaluation scene (random states where the task applies)."""
+def training_episodes(cfg: RLConfig, n: int, seed: int) -> list[Any]:
+    """``n`` episodes in the setting's evaluation scene: random states where ``cfg.task`` applies,
+    or (no task) chains of the suite's length drawn like the protocol's."""
     from vlaeval.plugins.manager import registries
 
     spec = registries().suite.get(cfg.suite).spec
     if cfg.suite != "calvin":
-        raise VlaevalError("train rl samples task initial states for the calvin suite only")
+        raise VlaevalError("train rl samples initial states for the calvin suite only")
     setting = spec.setting(cfg.setting)
-    if cfg.task not in spec.tasks:
+    if cfg.task is not None and cfg.task not in spec.tasks:
         from vlaeval.plugins.registry import unknown_name_error
 
         raise unknown_name_error("task", cfg.task, list(spec.tasks), f"suite {cfg.suite!r}")
     from vlaeval.training.record import calvin_training_episodes
 
     scene = setting.env_kwargs.get("scene", "D")
-    return calvin_training_episodes(scene, n, seed, (cfg.task,), 1, setting.options.get("instructions", "train"))
+    instructions = setting.options.get("instructions", "train")
+    if cfg.task is None:
+        return calvin_training_episodes(scene, n, seed, (), spec.protocol.chain_length, instructions, balance=False)
+    return calvin_training_episodes(scene, n, seed, (cfg.task,), 1, instructions)
 
 
 def make_envs(cfg: RLConfig, agent_spec: Any, n: int) -> list[Any]:
@@ -97,13 +111,22 @@ def make_envs(cfg: RLConfig, agent_spec: Any, n: int) -> list[Any]:
 @dataclass
 class Rollout:
     observations: dict[str, list[np.ndarray]]  # what the network read, by observation key
+    instructions: list[str]  # what it was told, per step
     arm: list[np.ndarray]  # sampled normalised arm actions
     grip: list[float]  # sampled gripper decisions, 1 open / 0 close
     logp: list[float]
-    success: bool = False
+    starts: list[int]  # the step at which each subtask began (the agent's history was cleared)
+    solved: int = 0  # subtasks solved: the reward
 
     def __len__(self) -> int:
         return len(self.arm)
+
+    def segment_starts(self) -> np.ndarray:
+        """(T,) the first step of the subtask each step belongs to (:func:`unfold_windows`' ``starts``)."""
+        first = np.zeros(len(self), dtype=np.int64)
+        for start in self.starts:
+            first[start:] = start
+        return first
 
 
 def _logp(mean: Any, logit: Any, arm: Any, grip: Any, std: float) -> Any:
@@ -137,8 +160,9 @@ class _Explorer(Observer):
     def __init__(self, policy: Any, n: int, std: float | None, rng: np.random.Generator) -> None:
         self.policy, self.n, self.std, self.rng = policy, n, std, rng
         self.keys = policy.config.observation_keys
-        self.rollouts: list[Rollout] = [Rollout({k: [] for k in self.keys}, [], [], []) for _ in range(n)]
+        self.rollouts: list[Rollout] = [Rollout({k: [] for k in self.keys}, [], [], [], [], []) for _ in range(n)]
         self.sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the last act_batch's (arm, grip, logp)
+        self.instructions: Sequence[str] = ()  # the last act_batch's
 
     def reset(self) -> None:
         self.policy.reset(self.n)
@@ -157,44 +181,68 @@ class _Explorer(Observer):
             arm = (mean + self.std * self.rng.standard_normal(mean.shape)).astype(np.float32)
             grip = (self.rng.random(self.n) < 0.5 * (1 + np.tanh(logit / 2))).astype(np.float32)  # sigmoid without exp overflow
             logp = _logp(torch.from_numpy(mean), torch.from_numpy(logit), torch.from_numpy(arm), torch.from_numpy(grip), self.std).numpy()
-        self.sample = (arm, grip, logp)
+        self.sample, self.instructions = (arm, grip, logp), instructions
         return self.policy.to_env(arm, grip * 2 - 1)
+
+    def subtask_started(self, slot: int, position: int) -> None:
+        self.rollouts[slot].starts.append(len(self.rollouts[slot]))
 
     def step(self, slot: int, observation: Any, action: np.ndarray, success: bool) -> None:
         rollout = self.rollouts[slot]
         arm, grip, logp = self.sample
         for k in self.keys:
             rollout.observations[k].append(np.asarray(observation[k]))
+        rollout.instructions.append(self.instructions[slot])
         rollout.arm.append(arm[slot])
         rollout.grip.append(float(grip[slot]))
         rollout.logp.append(float(logp[slot]))
 
     def episode_ended(self, played: Played) -> None:
-        self.rollouts[played.slot].success = played.success
+        self.rollouts[played.slot].solved = sum(1 for r in played.subtasks if r.success)
 
 
-def evaluate_task(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: int) -> dict[str, Any]:
-    """Deterministic success rate over ``episodes`` with its Wilson 95% interval."""
+def evaluate(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: int) -> dict[str, Any]:
+    """The deterministic policy on ``episodes``: subtasks solved per episode, their mean (the
+    average chain length; the success rate for single tasks) and the rate of fully solved episodes
+    with its Wilson 95% interval."""
     from vlaeval.results.stats import wilson_interval
 
-    successes = []
+    solved: list[int] = []
     rng = np.random.default_rng(0)
     for s in range(0, len(episodes), len(envs)):
         batch = episodes[s : s + len(envs)]
-        successes += [r.success for r in play(policy, envs[: len(batch)], batch, max_steps, std=None, rng=rng)]
-    k, n = int(sum(successes)), len(successes)
+        solved += [r.solved for r in play(policy, envs[: len(batch)], batch, max_steps, std=None, rng=rng)]
+    k = sum(1 for x, e in zip(solved, episodes) if x == len(e.tasks))
+    n = len(solved)
     low, high = wilson_interval(k, n)
-    return {"successes": k, "episodes": n, "success_rate": k / n, "ci95": [low, high],
-            "seeds": [int(e.seed) for e in episodes], "per_episode": [bool(x) for x in successes]}
+    return {"successes": k, "episodes": n, "success_rate": k / n, "ci95": [low, high], "avg_len": float(np.mean(solved)),
+            "seeds": [int(e.seed) for e in episodes], "solved": solved}
 
 
-def grpo_loss(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Sequence[float], instruction: str,
-              std: float, clip: float) -> Any:
-    """PPO-clipped surrogate with one advantage per rollout (mean over each rollout's steps,
-    then over rollouts); rollouts with a zero advantage are skipped.
+def paired_test(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Episodes improved and worsened between two :func:`evaluate` results on the same episodes,
+    and the exact two-sided sign-flip p-value of the change in subtasks solved (McNemar's test
+    for single tasks)."""
+    from vlaeval.results.compare import sign_flip_p_value
 
-    The feature normalisation keeps its running statistics (eval mode) even when the model
-    trains: the rollouts were played with them, and the PPO ratio must score the same function.
+    d = np.asarray(after["solved"]) - np.asarray(before["solved"])
+    return {"improved": int((d > 0).sum()), "worsened": int((d < 0).sum()), "mean_change": float(d.mean()),
+            "p_value": sign_flip_p_value(d.tolist())}
+
+
+def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Sequence[float], std: float, clip: float,
+                  chunk: int = 256) -> float | None:
+    """Accumulate the gradient of PPO's clipped surrogate with one advantage per rollout (mean
+    over each rollout's steps, then over rollouts; zero advantages skipped) and return the loss,
+    or None when no rollout carries signal.
+
+    Each step is recomputed as it was played: its own instruction, its window over the steps
+    of its subtask only.  A rollout is recomputed ``chunk`` steps at a time (with the window's
+    earlier steps as context) and backpropagated chunk by chunk, so memory is bounded by the
+    chunk, not by a chain of several hundred steps; the sum of the chunks' gradients is the
+    rollout's.  The feature normalisation keeps its running statistics (eval mode) even when
+    the model trains: the rollouts were played with them, and the PPO ratio must score the same
+    function.
     """
     import torch
 
@@ -202,23 +250,29 @@ def grpo_loss(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Se
 
     config = model.config
     model.freeze_normalisation()
-    total, used = None, 0
-    for r, adv in zip(rollouts, advantages):
-        if adv == 0 or not len(r):
-            continue
+    used = [(r, adv) for r, adv in zip(rollouts, advantages) if adv != 0 and len(r)]
+    if not used:
+        return None
+    window, total = config.effective_window, 0.0
+    for r, adv in used:
         t = len(r)
-        ids, attn = text([instruction] * t)
-        obs = {k: torch.from_numpy(np.stack(r.observations[k])) for k in config.observation_keys}
-        feats = model.encode(obs, torch.from_numpy(ids), torch.from_numpy(attn))
-        windows, mask = unfold_windows(feats, torch.zeros(t, dtype=torch.long), config.effective_window)
-        arm, grip = model.predict(windows, mask)
-        new = _logp(arm[:, -1, 0], grip[:, -1, 0], torch.from_numpy(np.stack(r.arm)), torch.tensor(r.grip), std)
-        ratio = torch.exp(new - torch.tensor(r.logp, dtype=new.dtype))
-        surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
-        loss = -surrogate.mean()
-        total = loss if total is None else total + loss
-        used += 1
-    return None if total is None else total / used
+        starts = torch.from_numpy(r.segment_starts())
+        arm_taken, grip_taken = torch.from_numpy(np.stack(r.arm)), torch.tensor(r.grip)
+        old = torch.tensor(r.logp)
+        for lo in range(0, t, chunk):
+            hi, ctx = min(t, lo + chunk), max(0, lo - (window - 1))
+            ids, attn = text(r.instructions[ctx:hi])
+            obs = {k: torch.from_numpy(np.stack(r.observations[k][ctx:hi])) for k in config.observation_keys}
+            feats = model.encode(obs, torch.from_numpy(ids), torch.from_numpy(attn))
+            windows, mask = unfold_windows(feats, (starts[ctx:hi] - ctx).clamp_min(0), window)
+            arm, grip = model.predict(windows[lo - ctx :], mask[lo - ctx :])
+            new = _logp(arm[:, -1, 0], grip[:, -1, 0], arm_taken[lo:hi], grip_taken[lo:hi], std)
+            ratio = torch.exp(new - old[lo:hi].to(new.dtype))
+            surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+            loss = -surrogate.sum() / (t * len(used))
+            loss.backward()
+            total += float(loss.detach())
+    return total
 
 
 def group_advantages(rewards: Sequence[float]) -> list[float]:
@@ -228,13 +282,19 @@ def group_advantages(rewards: Sequence[float]) -> list[float]:
     return [0.0] * len(r) if sd < 1e-8 else ((r - r.mean()) / (sd + 1e-6)).tolist()
 
 
+def _describe(result: dict[str, Any], single: bool) -> str:
+    if single:
+        return (f"{result['successes']}/{result['episodes']} = {result['success_rate']:.3f} "
+                f"(95% CI {result['ci95'][0]:.3f}-{result['ci95'][1]:.3f})")
+    return f"average length {result['avg_len']:.3f} over {result['episodes']} chains"
+
+
 def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict[str, Any]:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
     from vlaeval.agents.checkpoint import load_checkpoint, save_checkpoint
     from vlaeval.agents.kosmos.config import agent_spec
-    from vlaeval.results.stats import paired_change
     from vlaeval.training.common import BatchedPolicy, open_run
     from vlaeval.training.state import load_state, restore_rng_states, rng_states, save_state
 
@@ -244,9 +304,11 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
     if config.action_space != "continuous":
         raise VlaevalError("train rl supports continuous-action checkpoints (Gaussian exploration around the arm action)")
     policy = BatchedPolicy(model, config, codec)
-    envs = make_envs(cfg, agent_spec(config), max(cfg.group_size, cfg.eval_batch))
-    eval_eps = task_episodes(cfg, cfg.eval_episodes, cfg.eval_seed)
-    train_eps = task_episodes(cfg, cfg.iterations, cfg.seed)
+    single = cfg.task is not None
+    what = f"{cfg.task} episodes" if single else "chains"
+    envs = make_envs(cfg, agent_spec(config), max(cfg.group_size, cfg.eval_batch if cfg.eval_episodes else 0))
+    eval_eps = training_episodes(cfg, cfg.eval_episodes, cfg.eval_seed) if cfg.eval_episodes else []
+    train_eps = training_episodes(cfg, cfg.iterations, cfg.seed)
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     it = 0
@@ -258,18 +320,20 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
         it = int(state["iteration"])
         echo(f"resumed at iteration {it}")
     writer = SummaryWriter(str(run / "tb"))
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
     try:
         before_file = run / "eval_before.json"
         if before_file.is_file():
             before = json.loads(before_file.read_text())
-        else:
+        elif eval_eps:
             model.eval()
-            echo(f"evaluating the initial policy on {cfg.eval_episodes} {cfg.task} episodes (seed {cfg.eval_seed}) ...")
-            before = evaluate_task(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
+            echo(f"evaluating the initial policy on {cfg.eval_episodes} {what} (seed {cfg.eval_seed}) ...")
+            before = evaluate(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
             before["checkpoint"] = cfg.checkpoint
             write_text(before_file, json.dumps(before, indent=2) + "\n")
-        echo(f"before: {before['successes']}/{before['episodes']} = {before['success_rate']:.3f} "
-             f"(95% CI {before['ci95'][0]:.3f}-{before['ci95'][1]:.3f})")
+        if before is not None:
+            echo(f"before: {_describe(before, single)}")
 
         def save(at: int) -> None:
             meta = {"trainer": "rl", "iteration": at, "task": cfg.task, "init_checkpoint": cfg.checkpoint}
@@ -289,53 +353,55 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
             episode = train_eps[it]
             model.eval()
             group = play(policy, envs[: cfg.group_size], [episode] * cfg.group_size, cfg.max_steps, std=cfg.action_std, rng=rng)
-            rewards = [float(r.success) for r in group]
+            rewards = [float(r.solved) for r in group]
             adv = group_advantages(rewards)
             losses = []
             if any(adv):
                 model.train()
                 for _ in range(cfg.epochs):
-                    loss = grpo_loss(model, policy.text, group, adv, episode.instructions[0], cfg.action_std, cfg.clip)
                     optim.zero_grad(set_to_none=True)
-                    loss.backward()
+                    losses.append(grpo_backward(model, policy.text, group, adv, cfg.action_std, cfg.clip))
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     optim.step()
-                    losses.append(float(loss.detach()))
                 model.eval()
             it += 1
-            row = {"iteration": it, "seed": episode.seed, "success_rate": float(np.mean(rewards)), "updated": bool(losses),
-                   "loss": float(np.mean(losses)) if losses else None, "mean_steps": float(np.mean([len(r) for r in group])),
-                   "seconds": round(time.perf_counter() - t0, 1)}
+            row = {"iteration": it, "seed": episode.seed, "first_task": episode.tasks[0], "mean_solved": float(np.mean(rewards)),
+                   "updated": bool(losses), "loss": float(np.mean(losses)) if losses else None,
+                   "mean_steps": float(np.mean([len(r) for r in group])), "seconds": round(time.perf_counter() - t0, 1)}
             with open(log, "a") as f:
                 if it == 1 or not log.stat().st_size:
                     f.write(",".join(row) + "\n")
                 f.write(",".join("" if v is None else str(v) for v in row.values()) + "\n")
-            writer.add_scalar("rollout/success_rate", row["success_rate"], it)
+            writer.add_scalar("rollout/mean_solved", row["mean_solved"], it)
             writer.add_scalar("rollout/mean_steps", row["mean_steps"], it)
             if losses:
                 writer.add_scalar("train/loss", row["loss"], it)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"group_success={row['success_rate']:.2f}", refresh=False)
+                bar.set_postfix_str(f"group_solved={row['mean_solved']:.2f}", refresh=False)
             if it % cfg.save_every == 0 or it == cfg.iterations:
                 save(it)
         if bar is not None:
             bar.close()
-        model.eval()
-        after = evaluate_task(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
-        after["checkpoint"] = str(last)
-        after["paired"] = paired_change(before["per_episode"], after["per_episode"])
-        write_text(run / "eval_after.json", json.dumps(after, indent=2) + "\n")
-        writer.add_scalar("eval/success_rate", after["success_rate"], it)
-        echo(f"after:  {after['successes']}/{after['episodes']} = {after['success_rate']:.3f} "
-             f"(95% CI {after['ci95'][0]:.3f}-{after['ci95'][1]:.3f}); same episodes: {after['paired']['fixed']} fixed, "
-             f"{after['paired']['broken']} broken, exact McNemar p = {after['paired']['p_value']:.3g}")
+        if before is not None:
+            model.eval()
+            after = evaluate(policy, envs[: cfg.eval_batch], eval_eps, cfg.max_steps)
+            after["checkpoint"] = str(last)
+            after["paired"] = paired_test(before, after)
+            write_text(run / "eval_after.json", json.dumps(after, indent=2) + "\n")
+            writer.add_scalar("eval/avg_len", after["avg_len"], it)
+            paired = after["paired"]
+            echo(f"after:  {_describe(after, single)}; same episodes: {paired['improved']} improved, "
+                 f"{paired['worsened']} worsened, exact sign-flip p = {paired['p_value']:.3g}")
     finally:
         writer.close()
         for env in envs:
             env.close()
-    return {"iterations": it, "checkpoint": str(last), "before": {k: before[k] for k in ("successes", "episodes", "success_rate", "ci95")},
-            "after": {k: after[k] for k in ("successes", "episodes", "success_rate", "ci95", "paired")}}
+    keys = ("successes", "episodes", "success_rate", "ci95", "avg_len")
+    summary: dict[str, Any] = {"iterations": it, "checkpoint": str(last)}
+    if before is not None and after is not None:
+        summary |= {"before": {k: before[k] for k in keys}, "after": {k: after[k] for k in keys + ("paired",)}}
+    return summary
 
 
 @click.command(name="rl")
@@ -343,26 +409,27 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 @click.option("--checkpoint", "-c", required=True, type=click.Path(exists=True, file_okay=False), help="BC checkpoint to fine-tune.")
 @click.option("--suite", "-s", default="calvin", show_default=True)
 @click.option("--setting", default="ABC->D", show_default=True, help="Setting whose evaluation scene is used.")
-@click.option("--task", "-t", required=True, help="Task to fine-tune on (e.g. open_drawer).")
+@click.option("--task", "-t", help="Task to fine-tune on (e.g. open_drawer); without it, whole chains of the protocol.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory (re-run to resume).")
 @click.option("--iterations", type=click.IntRange(min=1), default=20, show_default=True, help="Groups played (one update each).")
 @click.option("--group-size", type=click.IntRange(min=2), default=8, show_default=True, help="Rollouts per initial state.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=120, show_default=True, help="Step limit per rollout (training and evaluation).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=120, show_default=True, help="Step limit per subtask (training and evaluation).")
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--clip", type=float, default=0.2, show_default=True, help="PPO ratio clip.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Updates per group.")
 @click.option("--action-std", type=float, default=0.3, show_default=True, help="Exploration std of the normalised arm action.")
-@click.option("--eval-episodes", type=click.IntRange(min=1), default=50, show_default=True, help="Episodes of the before/after evaluation.")
+@click.option("--eval-episodes", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Held-out episodes of the before/after evaluation (0: none; evaluate with vlaeval run and compare).")
 @click.option("--eval-batch", type=click.IntRange(min=1), default=10, show_default=True, help="Environments evaluated in lock-step.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training initial states and exploration.")
 @click.option("--eval-seed", type=int, default=1000, show_default=True, help="Seed of the evaluation initial states.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
 @click.option("--save-every", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--no-progress", is_flag=True)
-def rl_command(agent: str, checkpoint: str, suite: str, setting: str, task: str, out: str, iterations: int, group_size: int,
+def rl_command(agent: str, checkpoint: str, suite: str, setting: str, task: str | None, out: str, iterations: int, group_size: int,
                max_steps: int, lr: float, clip: float, epochs: int, action_std: float, eval_episodes: int, eval_batch: int,
                seed: int, eval_seed: int, threads: int | None, save_every: int, no_progress: bool) -> None:
-    """Fine-tune a BC checkpoint with GRPO on the suite's success signal for one task."""
+    """Fine-tune a BC checkpoint with GRPO on the subtasks it solves: one task, or whole chains."""
     cfg = RLConfig(checkpoint=checkpoint, out=out, task=task, agent=agent, suite=suite, setting=setting, iterations=iterations,
                    group_size=group_size, max_steps=max_steps, lr=lr, clip=clip, epochs=epochs, action_std=action_std,
                    eval_episodes=eval_episodes, eval_batch=eval_batch, seed=seed, eval_seed=eval_seed, threads=threads,

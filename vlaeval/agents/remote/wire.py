@@ -13,7 +13,9 @@ are refused as openpi does (msgpack has no complex scalar, so peers disagree on 
 received is executed or unpickled.
 
 Sizes are checked before anything is built from them: a frame is at most
-:data:`MAX_MESSAGE_BYTES`, and the gymnasium spaces a ``bind`` declares are measured from their
+:data:`MAX_MESSAGE_BYTES` and holds at most :data:`MAX_ITEMS` list and map entries (a frame of
+one-byte msgpack values would otherwise decode into a Python object per byte, gigabytes from a
+256 MiB frame), and the gymnasium spaces a ``bind`` declares are measured from their
 declared shapes (:func:`check_spaces`) before :func:`decode_context` materialises them, because
 a Box's bounds are allocated at its declared shape however few bytes declared it.
 """
@@ -40,6 +42,11 @@ PROTOCOL_VERSION = 1
 #: Largest frame either side accepts: a batch of several camera images with headroom, while a
 #: runaway peer still cannot exhaust memory.
 MAX_MESSAGE_BYTES = 256 * 2**20
+
+#: Most entries of all lists and maps of one frame together.  Arrays travel as bytes, so real
+#: messages hold a few hundred entries; this still admits an image sent as nested lists.  Peak
+#: memory while decoding stays near this many Python objects (tens of MB), however the frame nests.
+MAX_ITEMS = 2**20
 
 #: Most bytes the Box spaces declared in one ``bind`` may describe: elements of each declared shape
 #: times the dtype's size, summed over the action and observation spaces.  gymnasium allocates
@@ -68,12 +75,37 @@ def packb(obj: Any) -> bytes:
 
 
 def unpackb(data: bytes) -> Any:
-    """Decode one frame produced by :func:`packb` or by openpi's ``msgpack_numpy.packb``."""
+    """Decode one frame produced by :func:`packb` or by openpi's ``msgpack_numpy.packb``.
+
+    msgpack bounds each list or map (``max_array_len``, ``max_map_len``) before building it, and
+    the hooks, called as each one is finished, charge its entries to the frame's budget, so the
+    whole frame holds at most :data:`MAX_ITEMS` entries plus the one container being built.
+    """
+    left = MAX_ITEMS
+    too_many = f"frame holds more than {MAX_ITEMS} list and map entries; send arrays as numpy arrays"
+
+    def charge(n: int) -> None:
+        nonlocal left
+        left -= n
+        if left < 0:
+            raise WireError(too_many)
+
+    def on_list(items: list) -> list:
+        charge(len(items))
+        return items
+
+    def on_map(obj: dict) -> Any:
+        charge(len(obj))
+        return _decode(obj)
+
     try:
-        return msgpack.unpackb(data, object_hook=_decode, raw=False)
+        return msgpack.unpackb(data, object_hook=on_map, list_hook=on_list, raw=False, max_array_len=MAX_ITEMS,
+                               max_map_len=MAX_ITEMS)
     except WireError:
         raise
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        if "exceeds max_array_len" in str(exc) or "exceeds max_map_len" in str(exc):
+            raise WireError(too_many) from exc
         raise WireError(f"undecodable frame: {exc}") from exc
 
 

@@ -260,7 +260,10 @@ def export(agent: str, checkpoint: str | None, fmt: str, fp16: bool, out: str) -
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True, help="Largest batch of requests per forward pass.")
 @click.option("--max-agents", type=click.IntRange(min=1), default=8, show_default=True,
               help="Most agents held at once (one per open connection); further connections are refused.")
-def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpoint: str | None, max_batch: int, max_agents: int) -> None:
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Seconds a connection may send nothing before it is closed and its agent freed.")
+def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpoint: str | None, max_batch: int, max_agents: int,
+          idle_timeout: float) -> None:
     """Serve an agent over a websocket (msgpack-numpy, openpi-compatible); evaluate it as ws://HOST:PORT."""
     from vlaeval.agents.remote.server import serve as serve_agent
     from vlaeval.agents.resolve import make_agent
@@ -270,7 +273,8 @@ def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpo
         options["checkpoint"] = checkpoint
     make_agent(agent, options).close()  # fail now, not at the first connection, on a bad name or option
     click.echo(f"serving {agent} on ws://{host}:{port} (health: http://{host}:{port}/healthz); Ctrl-C stops", err=True)
-    serve_agent(lambda: make_agent(agent, options), host=host, port=port, max_batch=max_batch, max_agents=max_agents)
+    serve_agent(lambda: make_agent(agent, options), host=host, port=port, max_batch=max_batch, max_agents=max_agents,
+                idle_timeout_s=idle_timeout)
 
 
 @cli.command()

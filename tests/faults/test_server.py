@@ -222,6 +222,27 @@ def test_connections_beyond_max_agents_are_refused_clearly() -> None:
     assert len(ledger.built) == 2 and ledger.held() == 0  # the freed agent was reused, not rebuilt
 
 
+def test_a_silent_connection_is_closed_and_its_slot_freed() -> None:
+    ledger = Ledger()
+    with start_server_in_thread(ledger.factory, max_agents=1, idle_timeout_s=0.5) as server:
+        with raw(server.uri) as ws:  # connects, takes the one agent, then says nothing
+            assert not served(server.uri)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert "idle for 0.5s" in closed.value.rcvd.reason
+        wait_for(lambda: served(server.uri), "the silent connection's agent was not freed")
+        # a client that pauses longer than the timeout carries on: it reconnects and replays bind and seed
+        client = RemoteAgent(server.uri, FAST)
+        client.bind(CONTEXT)
+        client.seed(0)
+        client.reset()
+        time.sleep(1.0)
+        assert client.act(OBS, "")[0] == 1 and client.reconnects == 1
+        client.close()
+    assert len(ledger.built) == 1  # the freed agent was reused each time
+
+
 def served(uri: str) -> bool:
     """Whether a new connection gets an agent now."""
     try:

@@ -42,7 +42,9 @@ Whose state is whose -- decided by what :func:`serve` is given:
 Clients cannot make the server hold more than ``max_agents`` agents, live and idle together (with
 a shared instance: serve more than ``max_agents`` connections).  A connection beyond that gets an
 error frame saying so instead of the metadata frame, and is closed with code 1013 (try again
-later).
+later).  A connection that sends nothing for ``idle_timeout_s`` is closed (code 1001), so a client
+that connects and goes quiet cannot hold a slot forever; vlaeval's client reconnects on its next
+request and replays its bind and seed.
 
 All agent calls, agent construction and ``close()`` run on one worker thread: models are rarely
 thread-safe.  Decoding frames and rebuilding bind spaces run on other threads, so the event loop
@@ -91,6 +93,11 @@ AgentSource = Union[Agent, Callable[[], Agent]]
 #: room for a multi-worker evaluation, while a flood of connections cannot load a model per socket.
 DEFAULT_MAX_AGENTS = 8
 
+#: Seconds a connection may stay silent before the server closes it and frees its slot: far
+#: longer than any pause between a client's requests during an evaluation (an env reset, a slow
+#: step), short enough that abandoned connections do not fill ``max_agents``.
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+
 #: Directories of absolute POSIX, home-relative and Windows paths in an error message (not URLs).
 _DIRECTORIES = re.compile(r"(?<![\w:/\\.~])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\:]+[/\\])+")
 #: Longest error message sent to a client.
@@ -106,15 +113,17 @@ def serve(
     batch_wait_ms: float = 2.0,
     max_agents: int = DEFAULT_MAX_AGENTS,
     max_idle: int = 1,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> None:
     """Serve ``agent`` until interrupted (Ctrl-C).
 
     The default host is loopback: exposing a policy to the network is a deliberate choice
-    (``host="0.0.0.0"``), since the protocol has no authentication.  ``max_agents`` and
-    ``max_idle`` bound the agents held (see the module docstring).
+    (``host="0.0.0.0"``), since the protocol has no authentication.  ``max_agents``, ``max_idle``
+    and ``idle_timeout_s`` bound the agents held (see the module docstring).
     """
     server = _AgentServer(
-        agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_agents=max_agents, max_idle=max_idle
+        agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_agents=max_agents, max_idle=max_idle,
+        idle_timeout_s=idle_timeout_s,
     )
 
     def announce(bound: int) -> None:
@@ -164,6 +173,7 @@ def start_server_in_thread(
     batch_wait_ms: float = 2.0,
     max_agents: int = DEFAULT_MAX_AGENTS,
     max_idle: int = 1,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     startup_timeout_s: float = 30.0,
 ) -> ServerThread:
     """Start a server on a daemon thread and return once it listens (``port=0`` picks a free port).
@@ -178,7 +188,8 @@ def start_server_in_thread(
         outcome["loop"] = asyncio.get_running_loop()
         outcome["stop"] = stop = asyncio.Event()
         server = _AgentServer(
-            agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_agents=max_agents, max_idle=max_idle
+            agent, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_agents=max_agents, max_idle=max_idle,
+            idle_timeout_s=idle_timeout_s,
         )
 
         def listening(bound: int) -> None:
@@ -212,10 +223,14 @@ class _AgentServer:
     """Owns the agent(s), the worker thread and the batcher; one per listening socket."""
 
     def __init__(
-        self, source: AgentSource, *, max_batch: int, batch_wait_ms: float, max_agents: int, max_idle: int
+        self, source: AgentSource, *, max_batch: int, batch_wait_ms: float, max_agents: int, max_idle: int,
+        idle_timeout_s: float,
     ) -> None:
         if max_batch < 1 or batch_wait_ms < 0:
             raise ValueError(f"need max_batch >= 1 and batch_wait_ms >= 0, got {max_batch}, {batch_wait_ms}")
+        if not idle_timeout_s > 0:
+            raise ValueError(f"need idle_timeout_s > 0, got {idle_timeout_s}")
+        self._idle_timeout_s = idle_timeout_s
         if not 1 <= max_idle <= max_agents:
             raise ValueError(f"need 1 <= max_idle <= max_agents, got max_idle={max_idle}, max_agents={max_agents}")
         self._factory: Callable[[], Agent] | None = source if _is_factory(source) else None
@@ -305,7 +320,13 @@ class _AgentServer:
             )
         try:
             await connection.send(self._metadata)
-            async for frame in connection:
+            while True:
+                try:
+                    frame = await asyncio.wait_for(connection.recv(), self._idle_timeout_s)
+                except TimeoutError:
+                    log.info("closing a connection from %s: idle for %gs", connection.remote_address, self._idle_timeout_s)
+                    await connection.close(CloseCode.GOING_AWAY, f"idle for {self._idle_timeout_s:g}s; reconnect to continue")
+                    break
                 await connection.send(await self._reply(agent, frame))
         except ConnectionClosed:
             pass  # the client went away; nothing left to answer

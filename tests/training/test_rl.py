@@ -157,6 +157,7 @@ def test_chain_rl_on_calvin_resumes_where_it_stopped_and_evaluates_before_and_af
     from vlaeval.agents.kosmos.config import get_preset
     from vlaeval.agents.kosmos.model import build_model
     from vlaeval.training.rl import train_rl
+    from vlaeval.training.state import STATE_FILE, load_state
 
     config = get_preset("kosmos-lstm-tiny")
     save_checkpoint(tmp_path / "bc", build_model(config, seed=0), config, ActionCodec.symmetric(1.0))
@@ -164,8 +165,10 @@ def test_chain_rl_on_calvin_resumes_where_it_stopped_and_evaluates_before_and_af
                    max_steps=3, eval_episodes=2, eval_batch=2, save_every=1, threads=1)
     train_rl(cfg, progress=False, echo=lambda *_: None)
     said: list[str] = []
-    summary = train_rl(dataclasses.replace(cfg, iterations=3), progress=False, echo=said.append)
+    summary = train_rl(dataclasses.replace(cfg, iterations=3, lr=5e-5), progress=False, echo=said.append)
     assert "resumed at iteration 2" in said
+    saved = load_state(tmp_path / "rl" / STATE_FILE, restart_hint="")
+    assert saved["iteration"] == 3 and saved["optimizer"]["param_groups"][0]["lr"] == 5e-5  # the resumed run's --lr
     rows = (tmp_path / "rl" / "iterations.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,seed,first_task,mean_solved") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert [r.split(",")[1] for r in rows[1:]] == [str(e.seed) for e in training_episodes(cfg, 3, cfg.seed)]

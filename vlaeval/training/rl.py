@@ -315,6 +315,8 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
     if resuming:
         state = load_state(state_file, restart_hint=f"delete it to restart from {last}'s weights")
         optim.load_state_dict(state["optimizer"])
+        for group in optim.param_groups:  # the saved state carries the old run's rates: this run's --lr applies
+            group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
         rng.bit_generator.state = state["rng"]
         restore_rng_states(state["global_rng"])
         it = int(state["iteration"])

@@ -213,14 +213,17 @@ def test_wire_refuses_to_send_object_arrays_and_garbage_frames() -> None:
 
 
 def test_wire_bounds_the_entries_a_frame_may_decode_into() -> None:
-    from vlaeval.agents.remote.wire import MAX_ITEMS
+    from vlaeval.agents.remote.wire import MAX_CONTAINER_ITEMS, MAX_ITEMS
 
     # One byte per nil: a 256 MiB frame like these would decode into 2 GB of list slots.
     flat = b"\xdd" + (MAX_ITEMS + 1).to_bytes(4, "big") + b"\xc0" * (MAX_ITEMS + 1)
+    with pytest.raises(WireError, match=f"a list or map in the frame holds more than {MAX_CONTAINER_ITEMS} entries"):
+        unpackb(flat)
+    with pytest.raises(WireError, match=f"a list or map in the frame holds more than {MAX_CONTAINER_ITEMS} entries"):
+        unpackb(msgpack.packb({str(i): 0 for i in range(MAX_CONTAINER_ITEMS + 1)}))
     nested = msgpack.packb([[None] * 1000] * (MAX_ITEMS // 1000 + 1))  # every list small, the frame not
-    for frame in (flat, nested):
-        with pytest.raises(WireError, match=f"more than {MAX_ITEMS} list and map entries"):
-            unpackb(frame)
+    with pytest.raises(WireError, match=f"frame holds more than {MAX_ITEMS} list and map entries"):
+        unpackb(nested)
     # an image sent as nested lists instead of an ndarray still fits
     image = np.zeros((224, 224, 3), np.uint8).tolist()
     assert np.array_equal(np.asarray(unpackb(packb({"obs": {"rgb": image}}))["obs"]["rgb"]), np.zeros((224, 224, 3)))

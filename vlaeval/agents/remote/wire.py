@@ -43,10 +43,13 @@ PROTOCOL_VERSION = 1
 #: runaway peer still cannot exhaust memory.
 MAX_MESSAGE_BYTES = 256 * 2**20
 
-#: Most entries of all lists and maps of one frame together.  Arrays travel as bytes, so real
-#: messages hold a few hundred entries; this still admits an image sent as nested lists.  Peak
-#: memory while decoding stays near this many Python objects (tens of MB), however the frame nests.
+#: Most entries of all lists and maps of one frame together, and of any one of them.  Arrays
+#: travel as bytes, so real messages hold a few hundred entries; this still admits an image sent
+#: as nested lists.  While decoding, the finished containers hold at most MAX_ITEMS entries and
+#: the unfinished ones (at most msgpack's 1024 nesting levels) at most MAX_CONTAINER_ITEMS each:
+#: some 10M Python objects in the worst case, against one per byte (256M) without the bounds.
 MAX_ITEMS = 2**20
+MAX_CONTAINER_ITEMS = 2**13
 
 #: Most bytes the Box spaces declared in one ``bind`` may describe: elements of each declared shape
 #: times the dtype's size, summed over the action and observation spaces.  gymnasium allocates
@@ -78,11 +81,12 @@ def unpackb(data: bytes) -> Any:
     """Decode one frame produced by :func:`packb` or by openpi's ``msgpack_numpy.packb``.
 
     msgpack bounds each list or map (``max_array_len``, ``max_map_len``) before building it, and
-    the hooks, called as each one is finished, charge its entries to the frame's budget, so the
-    whole frame holds at most :data:`MAX_ITEMS` entries plus the one container being built.
+    the hooks, called as each one is finished, charge its entries to the frame's budget (see
+    :data:`MAX_ITEMS`).
     """
     left = MAX_ITEMS
     too_many = f"frame holds more than {MAX_ITEMS} list and map entries; send arrays as numpy arrays"
+    too_long = f"a list or map in the frame holds more than {MAX_CONTAINER_ITEMS} entries; send arrays as numpy arrays"
 
     def charge(n: int) -> None:
         nonlocal left
@@ -99,13 +103,13 @@ def unpackb(data: bytes) -> Any:
         return _decode(obj)
 
     try:
-        return msgpack.unpackb(data, object_hook=on_map, list_hook=on_list, raw=False, max_array_len=MAX_ITEMS,
-                               max_map_len=MAX_ITEMS)
+        return msgpack.unpackb(data, object_hook=on_map, list_hook=on_list, raw=False,
+                               max_array_len=MAX_CONTAINER_ITEMS, max_map_len=MAX_CONTAINER_ITEMS)
     except WireError:
         raise
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         if "exceeds max_array_len" in str(exc) or "exceeds max_map_len" in str(exc):
-            raise WireError(too_many) from exc
+            raise WireError(too_long) from exc
         raise WireError(f"undecodable frame: {exc}") from exc
 
 

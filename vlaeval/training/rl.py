@@ -78,7 +78,7 @@ class RLConfig:
 
 def training_episodes(cfg: RLConfig, n: int, seed: int) -> list[Any]:
     """``n`` episodes in the setting's evaluation scene: random states where ``cfg.task`` applies,
-    or (no task) chains of the suite's length drawn like the protocol's."""
+    or (no task) chains of the suite's length drawn close to the protocol's (see the module docstring)."""
     from vlaeval.plugins.manager import registries
 
     spec = registries().suite.get(cfg.suite).spec

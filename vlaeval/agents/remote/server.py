@@ -230,7 +230,6 @@ class _AgentServer:
             raise ValueError(f"need max_batch >= 1 and batch_wait_ms >= 0, got {max_batch}, {batch_wait_ms}")
         if not idle_timeout_s > 0:
             raise ValueError(f"need idle_timeout_s > 0, got {idle_timeout_s}")
-        self._idle_timeout_s = idle_timeout_s
         if not 1 <= max_idle <= max_agents:
             raise ValueError(f"need 1 <= max_idle <= max_agents, got max_idle={max_idle}, max_agents={max_agents}")
         self._factory: Callable[[], Agent] | None = source if _is_factory(source) else None
@@ -242,7 +241,7 @@ class _AgentServer:
             raise ValueError(f"{type(first).__name__} reads the simulator (privileged) and cannot be served remotely")
         self.name: str = getattr(first, "name", type(first).__name__)
         self._shared: Agent | None = None if self._factory else first
-        self._max_agents, self._max_idle = max_agents, max_idle
+        self._max_agents, self._max_idle, self._idle_timeout_s = max_agents, max_idle, idle_timeout_s
         # Factory agents: every one built and not yet closed (live and idle), the idle ones, and
         # how many are being built; the first three together never exceed max_agents.
         self._held: list[Agent] = [first] if self._factory else []

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from vlaeval.version import __version__
+from vlaeval.agents.remote.limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_AGENTS, DEFAULT_MAX_BATCH
 from vlaeval.errors import VlaevalError
 from vlaeval.options import parse_options
 
@@ -257,10 +258,10 @@ def export(agent: str, checkpoint: str | None, fmt: str, fp16: bool, out: str) -
 @click.option("--port", "-p", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--agent-opt", "agent_opts", multiple=True, metavar="KEY=VALUE", help="Agent constructor option (repeatable).")
 @click.option("--checkpoint", type=click.Path(), help="Agent checkpoint (shorthand for --agent-opt checkpoint=PATH).")
-@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True, help="Largest batch of requests per forward pass.")
-@click.option("--max-agents", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--max-batch", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH, show_default=True, help="Largest batch of requests per forward pass.")
+@click.option("--max-agents", type=click.IntRange(min=1), default=DEFAULT_MAX_AGENTS, show_default=True,
               help="Most agents held at once (one per open connection); further connections are refused.")
-@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
               help="Seconds a connection may send nothing before it is closed and its agent freed.")
 def serve(agent: str, host: str, port: int, agent_opts: tuple[str, ...], checkpoint: str | None, max_batch: int, max_agents: int,
           idle_timeout: float) -> None:

@@ -99,8 +99,71 @@ def test_rollouts_record_what_the_update_needs(policy) -> None:
     # at the behaviour policy the PPO ratio is 1, so the loss is minus the mean advantage
     adv = [1.0, -0.5, 0.25]
     loss = grpo_backward(policy.model, policy.text, group, adv, std=0.3, clip=0.2)
-    assert loss == pytest.approx(-np.mean(adv), abs=1e-4)
+    assert loss.loss == pytest.approx(-np.mean(adv), abs=1e-4) and loss.kl == 0.0
     assert grpo_backward(policy.model, policy.text, group, [0.0] * 3, std=0.3, clip=0.2) is None
+
+
+def test_the_greedy_baseline_is_the_deterministic_policy_from_the_same_state(policy) -> None:
+    from vlaeval.training.rl import advantages
+
+    envs = [ToyEnv() for _ in range(4)]
+    episode = EpisodeSpec(index=0, tasks=("open_drawer",), instructions=("open the drawer",), seed=0)
+    group = play(policy, envs, [episode] * 4, max_steps=3, std=0.5, rng=np.random.default_rng(3), greedy=1)
+    alone = play(policy, envs[:1], [episode], max_steps=3, std=None, rng=np.random.default_rng(4))[0]
+    # the last slot acted as the deterministic policy does on its own; the others explored
+    assert np.allclose(np.stack(group[-1].arm), np.stack(alone.arm)) and group[-1].grip == alone.grip
+    assert all(not np.allclose(r.arm[0], alone.arm[0]) for r in group[:-1])
+    # ReMax's advantage: what a rollout solved beyond the deterministic policy (GRPO's normalises in the group)
+    assert advantages("greedy", [2.0, 1.0, 0.0], greedy=1.0) == [1.0, 0.0, -1.0]
+    assert advantages("group", [2.0, 1.0, 0.0], greedy=None) == group_advantages([2.0, 1.0, 0.0])
+
+
+def test_the_kl_term_anchors_the_policy_to_its_reference(policy) -> None:
+    import copy
+
+    envs = [ToyEnv() for _ in range(3)]
+    episode = EpisodeSpec(index=0, tasks=("open_drawer",), instructions=("open the drawer",), seed=0)
+    group = play(policy, envs, [episode] * 3, max_steps=1, std=0.3, rng=np.random.default_rng(1))
+    adv = [1.0, -0.5, 0.25]
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+
+    def grads(reference, kl_coef):
+        policy.model.zero_grad()
+        loss = grpo_backward(policy.model, policy.text, group, adv, std=0.3, clip=0.2, reference=reference, kl_coef=kl_coef)
+        return loss, torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+
+    plain_loss, plain = grads(None, 0.0)
+    # at the reference itself the KL and its gradient vanish: the update is the plain surrogate's
+    same_loss, same = grads(copy.deepcopy(policy.model), 1.0)
+    assert same_loss.kl == pytest.approx(0.0, abs=1e-9) and torch.allclose(same, plain, atol=1e-7)
+    # away from it the KL is positive and adds kl_coef times itself to the loss
+    moved = copy.deepcopy(policy.model)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    away_loss, away = grads(moved, 0.5)
+    assert away_loss.kl > 0 and away_loss.loss == pytest.approx(plain_loss.loss + 0.5 * away_loss.kl, rel=1e-4)
+    assert not torch.allclose(away, plain)
+
+
+def test_the_curriculum_replays_first_tasks_whose_groups_carry_signal() -> None:
+    from vlaeval.training.rl import ChainCurriculum
+
+    pool = [EpisodeSpec(index=i, tasks=(task,), instructions=("x",), seed=i) for i, task in enumerate(["open_drawer", "push_into_drawer"] * 50)]
+    uniform = ChainCurriculum(prioritize=False, counts={}, used=[])
+    for _ in range(3):
+        index = uniform.pick(pool, np.random.default_rng(0))
+        uniform.played(index, pool[index].tasks[0], True)
+    assert uniform.used == [0, 1, 2]  # the pool in order
+    # every push_into_drawer group failed alike, every open_drawer group carried signal: a score of
+    # 1/12 against 11/12, so the next 40 chains are mostly open_drawer's, and none is played twice
+    curriculum = ChainCurriculum(prioritize=True, counts={"open_drawer": [10, 10], "push_into_drawer": [10, 0]}, used=[])
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        index = curriculum.pick(pool, rng)
+        curriculum.played(index, pool[index].tasks[0], pool[index].tasks[0] == "open_drawer")
+    assert len(set(curriculum.used)) == 40
+    assert sum(pool[i].tasks[0] == "open_drawer" for i in curriculum.used) >= 30
 
 
 def test_chains_are_recomputed_as_played_per_instruction_and_subtask() -> None:
@@ -130,7 +193,7 @@ def test_chains_are_recomputed_as_played_per_instruction_and_subtask() -> None:
     for chunk in (256, 2):
         policy.model.zero_grad()
         loss = grpo_backward(policy.model, policy.text, group, adv, std=1.0, clip=0.2, chunk=chunk)
-        assert loss == pytest.approx(-np.mean([a for r, a in zip(group, adv) if a]), abs=1e-4)
+        assert loss.loss == pytest.approx(-np.mean([a for r, a in zip(group, adv) if a]), abs=1e-4)
         grads.append(torch.cat([p.grad.flatten() for p in policy.model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
 
@@ -164,14 +227,21 @@ def test_chain_rl_on_calvin_resumes_where_it_stopped_and_evaluates_before_and_af
     cfg = RLConfig(checkpoint=str(tmp_path / "bc"), out=str(tmp_path / "rl"), setting="D->D", iterations=2, group_size=2,
                    max_steps=3, eval_episodes=2, eval_batch=2, save_every=1, threads=1)
     train_rl(cfg, progress=False, echo=lambda *_: None)
+    log = tmp_path / "rl" / "iterations.csv"
+    with open(log, "a") as f:  # killed after playing iteration 3, before its checkpoint, mid-row of iteration 4
+        f.write(log.read_text().splitlines()[-1].replace("2,", "3,", 1) + "\n4,12")
     said: list[str] = []
     summary = train_rl(dataclasses.replace(cfg, iterations=3, lr=5e-5), progress=False, echo=said.append)
     assert "resumed at iteration 2" in said
     saved = load_state(tmp_path / "rl" / STATE_FILE, restart_hint="")
     assert saved["iteration"] == 3 and saved["optimizer"]["param_groups"][0]["lr"] == 5e-5  # the resumed run's --lr
-    rows = (tmp_path / "rl" / "iterations.csv").read_text().splitlines()
+    rows = log.read_text().splitlines()
     assert rows[0].startswith("iteration,seed,first_task,mean_solved") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
-    assert [r.split(",")[1] for r in rows[1:]] == [str(e.seed) for e in training_episodes(cfg, 3, cfg.seed)]
+    # the resumed run drew the chains the uninterrupted one draws (the curriculum's state was saved)
+    train_rl(dataclasses.replace(cfg, out=str(tmp_path / "straight"), iterations=3, eval_episodes=0), progress=False, echo=lambda *_: None)
+    straight = (tmp_path / "straight" / "iterations.csv").read_text().splitlines()
+    assert [r.split(",")[1:3] for r in rows[1:]] == [r.split(",")[1:3] for r in straight[1:]]
+    assert saved["curriculum"]["used"] == load_state(tmp_path / "straight" / STATE_FILE, restart_hint="")["curriculum"]["used"]
     assert summary["iterations"] == 3 and summary["after"]["paired"]["p_value"] == 1.0  # 3 steps per subtask solve nothing
     assert summary["before"]["episodes"] == summary["after"]["episodes"] == 2
     load_checkpoint(summary["checkpoint"])  # a plain agent checkpoint

@@ -4,7 +4,8 @@ GRPO-style: each iteration plays a *group* of G rollouts from the same initial s
 seed, reset options and instructions), the reward of a rollout is the number of subtasks it
 solved (the chain length the protocol scores; 1 or 0 for a single task), and each rollout's
 advantage is its reward minus the group mean, over the group's standard deviation.
-The policy is updated with PPO's clipped surrogate on those advantages.  Why GRPO and not PPO
+The policy is updated with PPO's clipped surrogate on those advantages, minus GRPO's KL
+penalty towards the starting checkpoint's policy (``kl_coef``).  Why GRPO and not PPO
 with a value head: the reward is one sparse count per rollout, so a learned value function has
 almost nothing to fit early on, while the group baseline is exact for the one thing that
 varies (the policy's own randomness from a fixed state); it also needs no new network parts, so
@@ -28,8 +29,9 @@ suite's length from a random state, drawn close to the protocol's chains (unifor
 tasks that apply at each step, not balanced: the protocol draws uniformly among whole valid
 chains), and the rollout core plays it as it plays an evaluation (the agent's
 history is cleared at every subtask start, the chain stops at the first failure), so the
-update recomputes each step with that step's instruction and that subtask's history.  The
-official chains stay held out: ``vlaeval run`` on them before and after, then ``vlaeval
+update recomputes each step with that step's instruction and that subtask's history.  Which
+chain a group plays is chosen by :class:`ChainCurriculum` from a fixed pool.  The official
+chains stay held out: ``vlaeval run`` on them before and after, then ``vlaeval
 compare``, gives the paired test of chain lengths.
 """
 
@@ -67,6 +69,9 @@ class RLConfig:
     clip: float = 0.2
     epochs: int = 2
     action_std: float = 0.3
+    baseline: str = "group"  # "group": GRPO's group mean and std; "greedy": the deterministic rollout's (ReMax)
+    kl_coef: float = 0.3  # weight of the KL divergence from the initial checkpoint's policy (0: none)
+    prioritize: bool = True  # chains: replay first tasks whose groups carry signal more often (see ChainCurriculum)
     grad_clip: float = 1.0
     eval_episodes: int = 50
     eval_batch: int = 10
@@ -96,6 +101,49 @@ def training_episodes(cfg: RLConfig, n: int, seed: int) -> list[Any]:
     if cfg.task is None:
         return calvin_training_episodes(scene, n, seed, (), spec.protocol.chain_length, instructions, balance=False)
     return calvin_training_episodes(scene, n, seed, (cfg.task,), 1, instructions)
+
+
+POOL_SIZE = 4096  # training episodes the curriculum picks from: fixed, so a run resumed with more iterations draws the same
+
+
+@dataclass
+class ChainCurriculum:
+    """Which of the pool's training chains the next group plays.
+
+    Prioritised level replay (Jiang et al., 2021) with a chain's first task as its level and,
+    as the level's score, the Laplace estimate of the probability that a group starting with it
+    carries signal (a rollout solves more subtasks than the baseline: the group's mean, or the
+    greedy rollout's, see :func:`advantages`).  Why: with uniform chains two
+    groups in three start with a block task the BC policy almost never solves, every rollout
+    fails at the first subtask, and the group costs the most simulation (every rollout runs to
+    the step limit) to teach nothing.  A chain is drawn with probability proportional to its
+    first task's score, so levels are still played in proportion to how often they occur when
+    their scores are equal, and a task whose groups start carrying signal is replayed more.
+    ``prioritize=False`` plays the pool in order.  Its state (counts and chains used) is saved with
+    the optimizer's, so a resumed run draws what the uninterrupted one would have.
+    """
+
+    prioritize: bool
+    counts: dict[str, list[int]]  # first task -> [groups played, groups that carried signal]
+    used: list[int]  # pool indices already played, in order
+
+    def score(self, task: str) -> float:
+        played, signal = self.counts.get(task, (0, 0))
+        return (signal + 1) / (played + 2)
+
+    def pick(self, pool: Sequence[Any], rng: np.random.Generator) -> int:
+        taken = set(self.used)
+        free = [i for i in range(len(pool)) if i not in taken]
+        if not self.prioritize:
+            return free[0]
+        weights = np.array([self.score(pool[i].tasks[0]) for i in free])
+        return free[int(rng.choice(len(free), p=weights / weights.sum()))]
+
+    def played(self, index: int, task: str, signal: bool) -> None:
+        self.used.append(index)
+        counts = self.counts.setdefault(task, [0, 0])
+        counts[0] += 1
+        counts[1] += int(signal)
 
 
 def make_envs(cfg: RLConfig, agent_spec: Any, n: int) -> list[Any]:
@@ -136,16 +184,28 @@ def _logp(mean: Any, logit: Any, arm: Any, grip: Any, std: float) -> Any:
     return dist.log_prob(arm).sum(-1) - torch.nn.functional.binary_cross_entropy_with_logits(logit, grip, reduction="none")
 
 
+def _kl(mean: Any, logit: Any, ref_mean: Any, ref_logit: Any, std: float) -> Any:
+    """Per-step KL(policy || reference) of the exploration distributions: the Gaussians share
+    ``std``, so theirs is the scaled squared distance of the means; plus the gripper Bernoullis'."""
+    import torch.nn.functional as F
+
+    gauss = ((mean - ref_mean) ** 2).sum(-1) / (2 * std**2)
+    p = logit.sigmoid()
+    bern = p * (F.logsigmoid(logit) - F.logsigmoid(ref_logit)) + (1 - p) * (F.logsigmoid(-logit) - F.logsigmoid(-ref_logit))
+    return gauss + bern
+
+
 def play(policy: Any, envs: Sequence[Any], episodes: Sequence[Any], max_steps: int, *, std: float | None,
-         rng: np.random.Generator) -> list[Rollout]:
-    """Lock-step rollouts, one per env (``episodes[i]`` in ``envs[i]``); ``std=None`` = deterministic.
+         rng: np.random.Generator, greedy: int = 0) -> list[Rollout]:
+    """Lock-step rollouts, one per env (``episodes[i]`` in ``envs[i]``); ``std=None`` = deterministic,
+    and so are the last ``greedy`` slots (the greedy baseline's rollout).
 
     No step timeout: the policy is the trainer's own network, in this process.
     """
     from vlaeval.envs.pool import SyncEnvPool
     from vlaeval.evaluators.rollout import play as rollouts
 
-    explorer = _Explorer(policy, len(episodes), std, rng)
+    explorer = _Explorer(policy, len(episodes), std, rng, greedy)
     pool = SyncEnvPool(iter(envs).__next__, len(episodes))  # a view of envs that outlive it: never closed here
     for _ in rollouts(pool, [explorer], episodes, max_steps=max_steps, step_timeout=0, batched=True, observers=[explorer]):
         pass  # the explorer keeps what the update needs
@@ -157,8 +217,9 @@ class _Explorer(Observer):
     action, and the observer that keeps each slot's :class:`Rollout`: what the network read, the
     sampled action and its log-probability at every step the env took."""
 
-    def __init__(self, policy: Any, n: int, std: float | None, rng: np.random.Generator) -> None:
+    def __init__(self, policy: Any, n: int, std: float | None, rng: np.random.Generator, greedy: int = 0) -> None:
         self.policy, self.n, self.std, self.rng = policy, n, std, rng
+        self.explores = np.arange(n) < n - greedy
         self.keys = policy.config.observation_keys
         self.rollouts: list[Rollout] = [Rollout({k: [] for k in self.keys}, [], [], [], [], []) for _ in range(n)]
         self.sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the last act_batch's (arm, grip, logp)
@@ -178,8 +239,10 @@ class _Explorer(Observer):
             arm, grip = mean, (logit >= 0).astype(np.float32)
             logp = np.zeros(self.n)
         else:
-            arm = (mean + self.std * self.rng.standard_normal(mean.shape)).astype(np.float32)
-            grip = (self.rng.random(self.n) < 0.5 * (1 + np.tanh(logit / 2))).astype(np.float32)  # sigmoid without exp overflow
+            noise = self.std * self.rng.standard_normal(mean.shape) * self.explores[:, None]
+            arm = (mean + noise).astype(np.float32)
+            sampled = self.rng.random(self.n) < 0.5 * (1 + np.tanh(logit / 2))  # sigmoid without exp overflow
+            grip = np.where(self.explores, sampled, logit >= 0).astype(np.float32)
             logp = _logp(torch.from_numpy(mean), torch.from_numpy(logit), torch.from_numpy(arm), torch.from_numpy(grip), self.std).numpy()
         self.sample, self.instructions = (arm, grip, logp), instructions
         return self.policy.to_env(arm, grip * 2 - 1)
@@ -230,11 +293,22 @@ def paired_test(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
             "p_value": sign_flip_p_value(d.tolist())}
 
 
+@dataclass(frozen=True)
+class GrpoLoss:
+    loss: float  # what was minimised: minus the clipped surrogate, plus kl_coef times the KL
+    kl: float  # mean per-step KL from the reference policy (0 without one)
+
+
 def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Sequence[float], std: float, clip: float,
-                  chunk: int = 256) -> float | None:
+                  chunk: int = 256, reference: Any = None, kl_coef: float = 0.0) -> GrpoLoss | None:
     """Accumulate the gradient of PPO's clipped surrogate with one advantage per rollout (mean
-    over each rollout's steps, then over rollouts; zero advantages skipped) and return the loss,
-    or None when no rollout carries signal.
+    over each rollout's steps, then over rollouts; zero advantages skipped) minus ``kl_coef``
+    times the KL divergence from ``reference`` on the same steps, and return the loss, or None
+    when no rollout carries signal.
+
+    The KL term is GRPO's: it keeps the policy near the BC checkpoint on the states it visits,
+    because the surrogate only sees the few groups that carry signal and, unanchored, a learning
+    rate that moves the policy at all also unlearns tasks it solved (measured in the README).
 
     Each step is recomputed as it was played: its own instruction, its window over the steps
     of its subtask only.  A rollout is recomputed ``chunk`` steps at a time (with the window's
@@ -253,7 +327,14 @@ def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages
     used = [(r, adv) for r, adv in zip(rollouts, advantages) if adv != 0 and len(r)]
     if not used:
         return None
-    window, total = config.effective_window, 0.0
+    window, total, kl_total, steps = config.effective_window, 0.0, 0.0, 0
+
+    def heads(net: Any, obs: dict[str, Any], ids: Any, attn: Any, starts: Any, skip: int) -> tuple[Any, Any]:
+        """The first chunk action's arm mean and gripper logit at every step after the first ``skip``."""
+        windows, mask = unfold_windows(net.encode(obs, ids, attn), starts, window)
+        arm, grip = net.predict(windows[skip:], mask[skip:])
+        return arm[:, -1, 0], grip[:, -1, 0]
+
     for r, adv in used:
         t = len(r)
         starts = torch.from_numpy(r.segment_starts())
@@ -261,18 +342,25 @@ def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages
         old = torch.tensor(r.logp)
         for lo in range(0, t, chunk):
             hi, ctx = min(t, lo + chunk), max(0, lo - (window - 1))
-            ids, attn = text(r.instructions[ctx:hi])
+            ids, attn = (torch.from_numpy(a) for a in text(r.instructions[ctx:hi]))
             obs = {k: torch.from_numpy(np.stack(r.observations[k][ctx:hi])) for k in config.observation_keys}
-            feats = model.encode(obs, torch.from_numpy(ids), torch.from_numpy(attn))
-            windows, mask = unfold_windows(feats, (starts[ctx:hi] - ctx).clamp_min(0), window)
-            arm, grip = model.predict(windows[lo - ctx :], mask[lo - ctx :])
-            new = _logp(arm[:, -1, 0], grip[:, -1, 0], arm_taken[lo:hi], grip_taken[lo:hi], std)
+            chunk_starts = (starts[ctx:hi] - ctx).clamp_min(0)
+            arm, grip = heads(model, obs, ids, attn, chunk_starts, lo - ctx)
+            new = _logp(arm, grip, arm_taken[lo:hi], grip_taken[lo:hi], std)
             ratio = torch.exp(new - old[lo:hi].to(new.dtype))
             surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
-            loss = -surrogate.sum() / (t * len(used))
+            objective = surrogate.sum()
+            if reference is not None:
+                with torch.no_grad():
+                    ref_arm, ref_grip = heads(reference, obs, ids, attn, chunk_starts, lo - ctx)
+                kl = _kl(arm, grip, ref_arm, ref_grip, std)
+                objective = objective - kl_coef * kl.sum()
+                kl_total += float(kl.detach().sum())
+            loss = -objective / (t * len(used))
             loss.backward()
             total += float(loss.detach())
-    return total
+        steps += t
+    return GrpoLoss(total, kl_total / steps)
 
 
 def group_advantages(rewards: Sequence[float]) -> list[float]:
@@ -280,6 +368,41 @@ def group_advantages(rewards: Sequence[float]) -> list[float]:
     r = np.asarray(rewards, dtype=np.float64)
     sd = r.std()
     return [0.0] * len(r) if sd < 1e-8 else ((r - r.mean()) / (sd + 1e-6)).tolist()
+
+
+BASELINES = ("group", "greedy")
+
+
+def advantages(baseline: str, rewards: Sequence[float], greedy: float | None) -> list[float]:
+    """Each exploring rollout's advantage: GRPO's normalised reward within the group, or (``greedy``)
+    ReMax's (Li et al., 2023) reward minus that of the deterministic policy from the same state.
+
+    Why the greedy baseline: the evaluation plays the deterministic policy, so what is worth
+    learning is exploration that beat it.  With the group's mean, a task the policy already
+    solves keeps carrying signal because its own noise sometimes fails it (the update then
+    learns robustness to noise it will not meet), while a task it fails deterministically but
+    solves under noise (the D->D policy's ``open_drawer``: 4 of 35 official attempts, about one
+    rollout in four under noise) is no more
+    likely to teach than any other.
+    """
+    if baseline == "group":
+        return group_advantages(rewards)
+    assert greedy is not None
+    return [r - greedy for r in rewards]
+
+
+def _keep_logged(log: Any, iteration: int) -> None:
+    """Drop the log rows after ``iteration`` (played after the last checkpoint by a run that was
+    killed: the resumed run plays them again) and a torn last line, so no row is duplicated."""
+    if not log.is_file():
+        return
+    text = log.read_text()
+    complete = text.split("\n")[:-1]  # a torn last line has no newline yet
+    header, rows = (complete[0], complete[1:]) if complete else ("", [])
+    kept = [row for row in rows if row.split(",", 1)[0].isdigit() and int(row.split(",", 1)[0]) <= iteration]
+    new = "".join(f"{line}\n" for line in [header, *kept]) if header else ""
+    if new != text:
+        write_text(log, new)
 
 
 def _describe(result: dict[str, Any], single: bool) -> str:
@@ -304,11 +427,19 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
     if config.action_space != "continuous":
         raise VlaevalError("train rl supports continuous-action checkpoints (Gaussian exploration around the arm action)")
     policy = BatchedPolicy(model, config, codec)
+    reference = None
+    if cfg.kl_coef > 0:  # always the run's starting checkpoint, also when resuming
+        reference = load_checkpoint(cfg.checkpoint)[0].eval()
+        reference.requires_grad_(False)
     single = cfg.task is not None
     what = f"{cfg.task} episodes" if single else "chains"
-    envs = make_envs(cfg, agent_spec(config), max(cfg.group_size, cfg.eval_batch if cfg.eval_episodes else 0))
+    if cfg.baseline not in BASELINES:
+        raise VlaevalError(f"unknown baseline {cfg.baseline!r}; known: {', '.join(BASELINES)}")
+    greedy = int(cfg.baseline == "greedy")  # one more env plays the deterministic policy beside the group
+    envs = make_envs(cfg, agent_spec(config), max(cfg.group_size + greedy, cfg.eval_batch if cfg.eval_episodes else 0))
     eval_eps = training_episodes(cfg, cfg.eval_episodes, cfg.eval_seed) if cfg.eval_episodes else []
-    train_eps = training_episodes(cfg, cfg.iterations, cfg.seed)
+    pool = training_episodes(cfg, max(POOL_SIZE, cfg.iterations), cfg.seed)
+    curriculum = ChainCurriculum(prioritize=cfg.prioritize and not single, counts={}, used=[])
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     it = 0
@@ -320,6 +451,7 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
         rng.bit_generator.state = state["rng"]
         restore_rng_states(state["global_rng"])
         it = int(state["iteration"])
+        curriculum.counts, curriculum.used = state["curriculum"]["counts"], state["curriculum"]["used"]
         echo(f"resumed at iteration {it}")
     writer = SummaryWriter(str(run / "tb"))
     before: dict[str, Any] | None = None
@@ -341,7 +473,7 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
             meta = {"trainer": "rl", "iteration": at, "task": cfg.task, "init_checkpoint": cfg.checkpoint}
             save_checkpoint(run / "checkpoints" / f"iter-{at:04d}", model, config, codec, metadata=meta, overwrite=True)
             save_state(state_file, {"iteration": at, "optimizer": optim.state_dict(), "rng": rng.bit_generator.state,
-                                    "global_rng": rng_states()})
+                                    "global_rng": rng_states(), "curriculum": {"counts": curriculum.counts, "used": curriculum.used}})
             save_checkpoint(last, model, config, codec, metadata=meta, overwrite=True)
 
         bar = None
@@ -350,34 +482,44 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 
             bar = tqdm(total=cfg.iterations, initial=it, unit="iter", desc="rl", file=sys.stderr, dynamic_ncols=True)
         log = run / "iterations.csv"
+        _keep_logged(log, it)
         while it < cfg.iterations:
             t0 = time.perf_counter()
-            episode = train_eps[it]
+            index = curriculum.pick(pool, rng)
+            episode = pool[index]
             model.eval()
-            group = play(policy, envs[: cfg.group_size], [episode] * cfg.group_size, cfg.max_steps, std=cfg.action_std, rng=rng)
+            n = cfg.group_size + greedy
+            group = play(policy, envs[:n], [episode] * n, cfg.max_steps, std=cfg.action_std, rng=rng, greedy=greedy)
+            group, reference_solved = group[: cfg.group_size], (float(group[-1].solved) if greedy else None)
             rewards = [float(r.solved) for r in group]
-            adv = group_advantages(rewards)
-            losses = []
-            if any(adv):
+            adv = advantages(cfg.baseline, rewards, reference_solved)
+            improved = any(a > 0 for a in adv)  # some exploration beat the baseline: the only groups that update
+            losses: list[GrpoLoss] = []
+            if improved:
                 model.train()
                 for _ in range(cfg.epochs):
                     optim.zero_grad(set_to_none=True)
-                    losses.append(grpo_backward(model, policy.text, group, adv, cfg.action_std, cfg.clip))
+                    losses.append(grpo_backward(model, policy.text, group, adv, cfg.action_std, cfg.clip,
+                                                reference=reference, kl_coef=cfg.kl_coef))
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     optim.step()
                 model.eval()
+            curriculum.played(index, episode.tasks[0], improved)
             it += 1
             row = {"iteration": it, "seed": episode.seed, "first_task": episode.tasks[0], "mean_solved": float(np.mean(rewards)),
-                   "updated": bool(losses), "loss": float(np.mean(losses)) if losses else None,
+                   "greedy_solved": reference_solved,
+                   "updated": bool(losses), "loss": float(np.mean([x.loss for x in losses])) if losses else None,
+                   "kl": float(np.mean([x.kl for x in losses])) if losses else None,
                    "mean_steps": float(np.mean([len(r) for r in group])), "seconds": round(time.perf_counter() - t0, 1)}
             with open(log, "a") as f:
-                if it == 1 or not log.stat().st_size:
+                if not log.stat().st_size:
                     f.write(",".join(row) + "\n")
                 f.write(",".join("" if v is None else str(v) for v in row.values()) + "\n")
             writer.add_scalar("rollout/mean_solved", row["mean_solved"], it)
             writer.add_scalar("rollout/mean_steps", row["mean_steps"], it)
             if losses:
                 writer.add_scalar("train/loss", row["loss"], it)
+                writer.add_scalar("train/kl", row["kl"], it)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"group_solved={row['mean_solved']:.2f}", refresh=False)
@@ -420,6 +562,12 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 @click.option("--clip", type=float, default=0.2, show_default=True, help="PPO ratio clip.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Updates per group.")
 @click.option("--action-std", type=float, default=0.3, show_default=True, help="Exploration std of the normalised arm action.")
+@click.option("--baseline", type=click.Choice(BASELINES), default="group", show_default=True,
+              help="Advantage baseline: the group's mean (GRPO) or the deterministic policy's rollout from the same state (ReMax).")
+@click.option("--kl-coef", type=click.FloatRange(min=0), default=0.3, show_default=True,
+              help="Weight of the KL divergence from the --checkpoint policy on the visited steps (0: none).")
+@click.option("--prioritize/--uniform", default=True, show_default=True,
+              help="Chains: replay first tasks whose groups carry signal more often, or play chains as drawn.")
 @click.option("--eval-episodes", type=click.IntRange(min=0), default=50, show_default=True,
               help="Held-out episodes of the before/after evaluation (0: none; evaluate with vlaeval run and compare).")
 @click.option("--eval-batch", type=click.IntRange(min=1), default=10, show_default=True, help="Environments evaluated in lock-step.")
@@ -429,11 +577,14 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 @click.option("--save-every", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--no-progress", is_flag=True)
 def rl_command(agent: str, checkpoint: str, suite: str, setting: str, task: str | None, out: str, iterations: int, group_size: int,
-               max_steps: int, lr: float, clip: float, epochs: int, action_std: float, eval_episodes: int, eval_batch: int,
+               max_steps: int, lr: float, clip: float, epochs: int, action_std: float, baseline: str, kl_coef: float,
+               prioritize: bool,
+               eval_episodes: int, eval_batch: int,
                seed: int, eval_seed: int, threads: int | None, save_every: int, no_progress: bool) -> None:
     """Fine-tune a BC checkpoint with GRPO on the subtasks it solves: one task, or whole chains."""
     cfg = RLConfig(checkpoint=checkpoint, out=out, task=task, agent=agent, suite=suite, setting=setting, iterations=iterations,
                    group_size=group_size, max_steps=max_steps, lr=lr, clip=clip, epochs=epochs, action_std=action_std,
+                   baseline=baseline, kl_coef=kl_coef, prioritize=prioritize,
                    eval_episodes=eval_episodes, eval_batch=eval_batch, seed=seed, eval_seed=eval_seed, threads=threads,
                    save_every=save_every)
     summary = train_rl(cfg, progress=not no_progress, echo=click.echo)

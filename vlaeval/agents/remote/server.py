@@ -72,6 +72,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from vlaeval.agents.base import Agent
+from vlaeval.agents.remote.limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_AGENTS, DEFAULT_MAX_BATCH
 from vlaeval.agents.remote.wire import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -89,14 +90,6 @@ log = logging.getLogger(__name__)
 #: An agent instance (shared by all connections) or a factory (one agent per connection).
 AgentSource = Union[Agent, Callable[[], Agent]]
 
-#: Agents (or, for a shared instance, connections) a server holds at most unless told otherwise:
-#: room for a multi-worker evaluation, while a flood of connections cannot load a model per socket.
-DEFAULT_MAX_AGENTS = 8
-
-#: Seconds a connection may stay silent before the server closes it and frees its slot: far
-#: longer than any pause between a client's requests during an evaluation (an env reset, a slow
-#: step), short enough that abandoned connections do not fill ``max_agents``.
-DEFAULT_IDLE_TIMEOUT_S = 300.0
 
 #: Directories of absolute POSIX, home-relative and Windows paths in an error message (not URLs).
 _DIRECTORIES = re.compile(r"(?<![\w:/\\.~])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\:]+[/\\])+")
@@ -109,7 +102,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
-    max_batch: int = 8,
+    max_batch: int = DEFAULT_MAX_BATCH,
     batch_wait_ms: float = 2.0,
     max_agents: int = DEFAULT_MAX_AGENTS,
     max_idle: int = 1,
@@ -169,7 +162,7 @@ def start_server_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    max_batch: int = 8,
+    max_batch: int = DEFAULT_MAX_BATCH,
     batch_wait_ms: float = 2.0,
     max_agents: int = DEFAULT_MAX_AGENTS,
     max_idle: int = 1,

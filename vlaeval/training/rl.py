@@ -382,8 +382,7 @@ def advantages(baseline: str, rewards: Sequence[float], greedy: float | None) ->
     solves keeps carrying signal because its own noise sometimes fails it (the update then
     learns robustness to noise it will not meet), while a task it fails deterministically but
     solves under noise (the D->D policy's ``open_drawer``: 4 of 35 official attempts, about one
-    rollout in four under noise) is no more
-    likely to teach than any other.
+    rollout in four under noise) is no more likely to teach than any other.
     """
     if baseline == "group":
         return group_advantages(rewards)
@@ -451,7 +450,9 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
         rng.bit_generator.state = state["rng"]
         restore_rng_states(state["global_rng"])
         it = int(state["iteration"])
-        curriculum.counts, curriculum.used = state["curriculum"]["counts"], state["curriculum"]["used"]
+        # runs saved before the curriculum existed played the pool in order
+        saved = state.get("curriculum", {"counts": {}, "used": list(range(it))})
+        curriculum.counts, curriculum.used = saved["counts"], saved["used"]
         echo(f"resumed at iteration {it}")
     writer = SummaryWriter(str(run / "tb"))
     before: dict[str, Any] | None = None
@@ -490,9 +491,9 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
             model.eval()
             n = cfg.group_size + greedy
             group = play(policy, envs[:n], [episode] * n, cfg.max_steps, std=cfg.action_std, rng=rng, greedy=greedy)
-            group, reference_solved = group[: cfg.group_size], (float(group[-1].solved) if greedy else None)
+            group, greedy_solved = group[: cfg.group_size], (float(group[-1].solved) if greedy else None)
             rewards = [float(r.solved) for r in group]
-            adv = advantages(cfg.baseline, rewards, reference_solved)
+            adv = advantages(cfg.baseline, rewards, greedy_solved)
             improved = any(a > 0 for a in adv)  # some exploration beat the baseline: the only groups that update
             losses: list[GrpoLoss] = []
             if improved:
@@ -507,7 +508,7 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
             curriculum.played(index, episode.tasks[0], improved)
             it += 1
             row = {"iteration": it, "seed": episode.seed, "first_task": episode.tasks[0], "mean_solved": float(np.mean(rewards)),
-                   "greedy_solved": reference_solved,
+                   "greedy_solved": greedy_solved,
                    "updated": bool(losses), "loss": float(np.mean([x.loss for x in losses])) if losses else None,
                    "kl": float(np.mean([x.kl for x in losses])) if losses else None,
                    "mean_steps": float(np.mean([len(r) for r in group])), "seconds": round(time.perf_counter() - t0, 1)}

@@ -216,7 +216,9 @@ def test_kill_at_any_moment_then_resume_loses_and_duplicates_nothing(tmp_path: P
 
 def test_interrupt_marks_the_run_and_says_how_to_resume(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vlaeval", "run", "--agent", "toy-slow", "--suite", "toy-chain", "--out", str(tmp_path), "--run-id", "int", "--no-progress"],
+        # 0.1 s a step: the run takes tens of seconds, so it is still going when the signal comes
+        [sys.executable, "-m", "vlaeval", "run", "--agent", "toy-slow", "--agent-opt", "delay=0.1", "--suite", "toy-chain",
+         "--out", str(tmp_path), "--run-id", "int", "--no-progress"],
         stderr=subprocess.PIPE, text=True,
     )
     log = tmp_path / "int" / EPISODES_FILE

@@ -90,7 +90,6 @@ log = logging.getLogger(__name__)
 #: An agent instance (shared by all connections) or a factory (one agent per connection).
 AgentSource = Union[Agent, Callable[[], Agent]]
 
-
 #: Directories of absolute POSIX, home-relative and Windows paths in an error message (not URLs).
 _DIRECTORIES = re.compile(r"(?<![\w:/\\.~])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\:]+[/\\])+")
 #: Longest error message sent to a client.

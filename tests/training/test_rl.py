@@ -9,7 +9,7 @@ import torch
 from gymnasium import spaces
 
 from vlaeval.envs.suite import EpisodeSpec
-from vlaeval.training.rl import RLConfig, evaluate, group_advantages, grpo_backward, paired_test, play, training_episodes
+from vlaeval.training.rl import RLConfig, advantages, carries_signal, evaluate, grpo_backward, paired_test, play, training_episodes
 
 torch.set_num_threads(1)
 
@@ -55,10 +55,26 @@ def policy():
     return BatchedPolicy(model.eval(), config, ActionCodec.symmetric(1.0))
 
 
+def _first(adv):
+    return [float(a[0]) for a in adv]
+
+
 def test_group_advantages_are_relative_and_vanish_for_uniform_groups() -> None:
-    adv = group_advantages([1, 0, 0, 1])
-    assert adv[0] > 0 > adv[1] and sum(adv) == pytest.approx(0)
-    assert group_advantages([1, 1, 1]) == [0.0, 0.0, 0.0] and group_advantages([0, 0]) == [0.0, 0.0]
+    adv = _first(advantages("group", [1, 0, 0, 1], None, [1] * 4))
+    assert adv[0] > 0 > adv[1] and sum(adv) == pytest.approx(0) and adv[0] == pytest.approx(1.0, abs=1e-5)  # over the std
+    assert _first(advantages("group", [1, 1, 1], None, [1] * 3)) == [0.0] * 3 and _first(advantages("group", [0, 0], None, [1, 1])) == [0.0] * 2
+
+
+def test_subtask_credit_gives_each_subtask_what_was_solved_from_it_on() -> None:
+    # chains of 3: solved 2 (played 3), 1 (played 2), 0 (played 1); the greedy rollout solved 1
+    rewards, played = [2.0, 1.0, 0.0], [3, 2, 1]
+    assert [a.tolist() for a in advantages("greedy", rewards, 1.0, played)] == [[1.0, 1.0, 0.0], [0.0, 0.0], [-1.0]]
+    # one advantage per rollout gives the failed last subtask the credit of the solved ones
+    assert [a.tolist() for a in advantages("greedy", rewards, 1.0, played, "rollout")] == [[1.0] * 3, [0.0] * 2, [-1.0]]
+    # the group's baseline from subtask k on is its mean of what was solved from k on: 1, 1/3, 0
+    sd = np.std(rewards) + 1e-6
+    got = advantages("group", rewards, None, played)
+    assert np.allclose(got[0], [1 / sd, (1 - 1 / 3) / sd, 0.0]) and np.allclose(got[1], [0.0, -1 / 3 / sd]) and np.allclose(got[2], [-1 / sd])
 
 
 def test_grpo_updates_raise_success_on_a_toy_env(policy) -> None:
@@ -73,8 +89,8 @@ def test_grpo_updates_raise_success_on_a_toy_env(policy) -> None:
     updates = 0
     for _ in range(12):
         group = play(policy, envs, [episode] * 8, max_steps=1, std=0.5, rng=rng)
-        adv = group_advantages([float(r.solved) for r in group])
-        if not any(adv):
+        adv = advantages("group", [float(r.solved) for r in group], None, [len(r.starts) for r in group])
+        if not any(np.any(a) for a in adv):
             continue
         model.train()
         for _ in range(2):
@@ -114,8 +130,15 @@ def test_the_greedy_baseline_is_the_deterministic_policy_from_the_same_state(pol
     assert np.allclose(np.stack(group[-1].arm), np.stack(alone.arm)) and group[-1].grip == alone.grip
     assert all(not np.allclose(r.arm[0], alone.arm[0]) for r in group[:-1])
     # ReMax's advantage: what a rollout solved beyond the deterministic policy (GRPO's normalises in the group)
-    assert advantages("greedy", [2.0, 1.0, 0.0], greedy=1.0) == [1.0, 0.0, -1.0]
-    assert advantages("group", [2.0, 1.0, 0.0], greedy=None) == group_advantages([2.0, 1.0, 0.0])
+    assert _first(advantages("greedy", [2.0, 1.0, 0.0], 1.0, [1] * 3)) == [1.0, 0.0, -1.0]
+    # gated: GRPO's advantages (they sum to zero), and only groups in which a rollout beat the greedy one update
+    assert advantages("gated", [2.0, 1.0, 0.0], 1.0, [1] * 3)[0] == advantages("group", [2.0, 1.0, 0.0], None, [1] * 3)[0]
+    assert carries_signal("gated", [1.0, 0.0, 0.0], 0.0, advantages("gated", [1.0, 0.0, 0.0], 0.0, [1] * 3))
+    assert not carries_signal("gated", [1.0, 0.0, 0.0], 1.0, advantages("gated", [1.0, 0.0, 0.0], 1.0, [1] * 3))
+    # every rollout beat the greedy one alike: ReMax updates on all-positive advantages, gated does not update
+    assert carries_signal("greedy", [1.0, 1.0], 0.0, advantages("greedy", [1.0, 1.0], 0.0, [1, 1]))
+    assert not carries_signal("gated", [1.0, 1.0], 0.0, advantages("gated", [1.0, 1.0], 0.0, [1, 1]))
+    assert carries_signal("group", [1.0, 0.0], None, advantages("group", [1.0, 0.0], None, [1, 1]))
 
 
 def test_the_kl_term_anchors_the_policy_to_its_reference(policy) -> None:
@@ -187,13 +210,14 @@ def test_chains_are_recomputed_as_played_per_instruction_and_subtask() -> None:
     # the recomputation scores the rollouts with the policy that played them: ratio 1, so the loss
     # is minus the mean advantage; chunked (each step recomputed with its window as context) it
     # gives the unchunked loss and gradient
-    adv = group_advantages([float(r.solved) for r in group])
-    assert any(adv)
+    adv = advantages("group", [float(r.solved) for r in group], None, [len(r.starts) for r in group])
+    steps = [r.per_step(a) for r, a in zip(group, adv) if np.any(a)]
+    assert steps and any(len(set(s.tolist())) > 1 for s in steps)  # some rollout's subtasks got different credit
     grads = []
     for chunk in (256, 2):
         policy.model.zero_grad()
         loss = grpo_backward(policy.model, policy.text, group, adv, std=1.0, clip=0.2, chunk=chunk)
-        assert loss.loss == pytest.approx(-np.mean([a for r, a in zip(group, adv) if a]), abs=1e-4)
+        assert loss.loss == pytest.approx(-np.mean([s.mean() for s in steps]), abs=1e-4)
         grads.append(torch.cat([p.grad.flatten() for p in policy.model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
 

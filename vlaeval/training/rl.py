@@ -10,7 +10,9 @@ with a value head: the reward is one sparse count per rollout, so a learned valu
 almost nothing to fit early on, while the group baseline is exact for the one thing that
 varies (the policy's own randomness from a fixed state); it also needs no new network parts, so
 the fine-tuned weights are a plain agent checkpoint in the same format as BC's.  A group whose
-rollouts all succeed or all fail carries no signal and is skipped.
+rollouts all solve the same number carries no signal and is skipped; by default (``baseline``
+``gated``) so is a group in which no exploring rollout solved more than the deterministic policy
+did from the same state (one more rollout), since the evaluation plays that policy.
 
 Exploration: the deterministic BC policy becomes stochastic with a Gaussian of fixed standard
 deviation ``action_std`` around the normalised arm action and a Bernoulli gripper from its
@@ -29,7 +31,8 @@ suite's length from a random state, drawn close to the protocol's chains (unifor
 tasks that apply at each step, not balanced: the protocol draws uniformly among whole valid
 chains), and the rollout core plays it as it plays an evaluation (the agent's
 history is cleared at every subtask start, the chain stops at the first failure), so the
-update recomputes each step with that step's instruction and that subtask's history.  Which
+update recomputes each step with that step's instruction and that subtask's history; each
+subtask's steps get the advantage of what was solved from it on (see :func:`advantages`).  Which
 chain a group plays is chosen by :class:`ChainCurriculum` from a fixed pool.  The official
 chains stay held out: ``vlaeval run`` on them before and after, then ``vlaeval
 compare``, gives the paired test of chain lengths.
@@ -69,7 +72,8 @@ class RLConfig:
     clip: float = 0.2
     epochs: int = 2
     action_std: float = 0.3
-    baseline: str = "group"  # "group": GRPO's group mean and std; "greedy": the deterministic rollout's (ReMax)
+    baseline: str = "gated"  # "group": GRPO's; "greedy": the deterministic rollout's (ReMax); "gated": GRPO's where a rollout beat greedy
+    credit: str = "subtask"  # "subtask": each subtask's reward-to-go; "rollout": one advantage per rollout (see advantages)
     kl_coef: float = 0.3  # weight of the KL divergence from the initial checkpoint's policy (0: none)
     prioritize: bool = True  # chains: replay first tasks whose groups carry signal more often (see ChainCurriculum)
     grad_clip: float = 1.0
@@ -168,6 +172,13 @@ class Rollout:
 
     def __len__(self) -> int:
         return len(self.arm)
+
+    def per_step(self, values: Any) -> np.ndarray:
+        """(T,) float32: one value for every step, or one per subtask spread over its steps."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim == 0:
+            return np.full(len(self), values)
+        return np.repeat(values, np.diff([*self.starts, len(self)]))
 
     def segment_starts(self) -> np.ndarray:
         """(T,) the first step of the subtask each step belongs to (:func:`unfold_windows`' ``starts``)."""
@@ -299,10 +310,11 @@ class GrpoLoss:
     kl: float  # mean per-step KL from the reference policy (0 without one)
 
 
-def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Sequence[float], std: float, clip: float,
+def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages: Sequence[Any], std: float, clip: float,
                   chunk: int = 256, reference: Any = None, kl_coef: float = 0.0) -> GrpoLoss | None:
-    """Accumulate the gradient of PPO's clipped surrogate with one advantage per rollout (mean
-    over each rollout's steps, then over rollouts; zero advantages skipped) minus ``kl_coef``
+    """Accumulate the gradient of PPO's clipped surrogate with each rollout's advantage (one for
+    all its steps, or one per subtask it played; mean over each rollout's steps, then over
+    rollouts; rollouts whose advantages are all zero skipped) minus ``kl_coef``
     times the KL divergence from ``reference`` on the same steps, and return the loss, or None
     when no rollout carries signal.
 
@@ -324,7 +336,7 @@ def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages
 
     config = model.config
     model.freeze_normalisation()
-    used = [(r, adv) for r, adv in zip(rollouts, advantages) if adv != 0 and len(r)]
+    used = [(r, r.per_step(adv)) for r, adv in zip(rollouts, advantages) if np.any(np.asarray(adv) != 0) and len(r)]
     if not used:
         return None
     window, total, kl_total, steps = config.effective_window, 0.0, 0.0, 0
@@ -348,7 +360,8 @@ def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages
             arm, grip = heads(model, obs, ids, attn, chunk_starts, lo - ctx)
             new = _logp(arm, grip, arm_taken[lo:hi], grip_taken[lo:hi], std)
             ratio = torch.exp(new - old[lo:hi].to(new.dtype))
-            surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+            a = torch.from_numpy(adv[lo:hi]).to(ratio.dtype)
+            surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip, 1 + clip) * a)
             objective = surrogate.sum()
             if reference is not None:
                 with torch.no_grad():
@@ -363,31 +376,63 @@ def grpo_backward(model: Any, text: Any, rollouts: Sequence[Rollout], advantages
     return GrpoLoss(total, kl_total / steps)
 
 
-def group_advantages(rewards: Sequence[float]) -> list[float]:
-    """(r - mean) / std over a group; all zeros when every reward is equal."""
-    r = np.asarray(rewards, dtype=np.float64)
-    sd = r.std()
-    return [0.0] * len(r) if sd < 1e-8 else ((r - r.mean()) / (sd + 1e-6)).tolist()
+BASELINES = ("group", "greedy", "gated")
+CREDITS = ("subtask", "rollout")
 
 
-BASELINES = ("group", "greedy")
+def advantages(baseline: str, rewards: Sequence[float], greedy: float | None, played: Sequence[int],
+               credit: str = "subtask") -> list[np.ndarray]:
+    """Each exploring rollout's advantage for each subtask it played (``played[i]`` of them: a
+    chain stops at its first failure).
 
+    ``baseline``: GRPO's, the reward against the group's mean over the group's standard deviation
+    (all zeros when every reward is equal), or ReMax's (Li et al., 2023, ``greedy``), the reward
+    minus that of the deterministic policy from the same state.  Why the greedy baseline: the
+    evaluation plays the deterministic policy, so what is worth learning is exploration that beat
+    it.  With the group's mean, a task the policy already solves keeps carrying signal because
+    its own noise sometimes fails it (the update then learns robustness to noise it will not
+    meet), while a task it fails deterministically but solves under noise (the D->D policy's
+    ``open_drawer``: 4 of 35 official attempts, about one rollout in four under noise) is no more
+    likely to teach than any other.  ``gated`` gives GRPO's advantages, and the trainer updates
+    only groups in which some rollout beat the greedy one (see :func:`carries_signal`).  Why:
+    ReMax's advantages do not sum to zero within a group, and when every rollout beats the
+    greedy one alike (the deterministic rollout fails a task that every exploring one solves)
+    they are all positive, so the update pushes the mean towards the group's own exploration
+    noise, a random direction that Adam then steps as far as any signal (run 5 in the README
+    made such an update on ``turn_off_led``, and lost that task).
 
-def advantages(baseline: str, rewards: Sequence[float], greedy: float | None) -> list[float]:
-    """Each exploring rollout's advantage: GRPO's normalised reward within the group, or (``greedy``)
-    ReMax's (Li et al., 2023) reward minus that of the deterministic policy from the same state.
-
-    Why the greedy baseline: the evaluation plays the deterministic policy, so what is worth
-    learning is exploration that beat it.  With the group's mean, a task the policy already
-    solves keeps carrying signal because its own noise sometimes fails it (the update then
-    learns robustness to noise it will not meet), while a task it fails deterministically but
-    solves under noise (the D->D policy's ``open_drawer``: 4 of 35 official attempts, about one
-    rollout in four under noise) is no more likely to teach than any other.
+    ``credit``: ``rollout`` gives every subtask the rollout's advantage; ``subtask`` gives
+    subtask k what the rollout solved from k on minus what the baseline solved from k on (for
+    the group, its mean of that), the reward-to-go of policy gradients with the subtask as the
+    time step.  Why: a chain's reward is earned subtask by subtask at known steps, and with one
+    advantage per rollout the steps of the subtask it failed share the credit of the ones it
+    solved before: a rollout that opened the drawer and then failed to find a block for 120
+    steps taught those 120 steps as much as the opening.  Subtask 0 gets the same advantage
+    either way.
     """
-    if baseline == "group":
-        return group_advantages(rewards)
-    assert greedy is not None
-    return [r - greedy for r in rewards]
+    s = np.asarray(rewards, dtype=np.float64)
+    if baseline in ("group", "gated"):
+        sd = s.std()
+        scale = 0.0 if sd < 1e-8 else 1.0 / (sd + 1e-6)
+        solved_from = [float(np.maximum(s - k, 0.0).mean()) for k in range(int(max(played, default=0)))]
+    else:
+        assert greedy is not None
+        scale = 1.0
+        solved_from = [max(greedy - k, 0.0) for k in range(int(max(played, default=0)))]
+    out = []
+    for si, n in zip(s, played):
+        ks = range(n) if credit == "subtask" else [0] * n
+        out.append(np.array([(si - k - solved_from[k]) * scale for k in ks]))
+    return out
+
+
+def carries_signal(baseline: str, rewards: Sequence[float], greedy: float | None, adv: Sequence[np.ndarray]) -> bool:
+    """Whether a group updates (and counts as signal for the curriculum): some rollout beat its
+    baseline, i.e. the greedy rollout's reward for ``greedy`` and ``gated``, the group's mean for
+    ``group``; and its advantages are not all zero."""
+    if not any(np.any(a != 0) for a in adv):
+        return False
+    return any(r > greedy for r in rewards) if baseline != "group" else True
 
 
 def _keep_logged(log: Any, iteration: int) -> None:
@@ -434,7 +479,9 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
     what = f"{cfg.task} episodes" if single else "chains"
     if cfg.baseline not in BASELINES:
         raise VlaevalError(f"unknown baseline {cfg.baseline!r}; known: {', '.join(BASELINES)}")
-    greedy = int(cfg.baseline == "greedy")  # one more env plays the deterministic policy beside the group
+    if cfg.credit not in CREDITS:
+        raise VlaevalError(f"unknown credit {cfg.credit!r}; known: {', '.join(CREDITS)}")
+    greedy = int(cfg.baseline != "group")  # one more env plays the deterministic policy beside the group
     envs = make_envs(cfg, agent_spec(config), max(cfg.group_size + greedy, cfg.eval_batch if cfg.eval_episodes else 0))
     eval_eps = training_episodes(cfg, cfg.eval_episodes, cfg.eval_seed) if cfg.eval_episodes else []
     pool = training_episodes(cfg, max(POOL_SIZE, cfg.iterations), cfg.seed)
@@ -493,8 +540,8 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
             group = play(policy, envs[:n], [episode] * n, cfg.max_steps, std=cfg.action_std, rng=rng, greedy=greedy)
             group, greedy_solved = group[: cfg.group_size], (float(group[-1].solved) if greedy else None)
             rewards = [float(r.solved) for r in group]
-            adv = advantages(cfg.baseline, rewards, greedy_solved)
-            improved = any(a > 0 for a in adv)  # some exploration beat the baseline: the only groups that update
+            adv = advantages(cfg.baseline, rewards, greedy_solved, [len(r.starts) for r in group], cfg.credit)
+            improved = carries_signal(cfg.baseline, rewards, greedy_solved, adv)  # the only groups that update
             losses: list[GrpoLoss] = []
             if improved:
                 model.train()
@@ -563,8 +610,11 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 @click.option("--clip", type=float, default=0.2, show_default=True, help="PPO ratio clip.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Updates per group.")
 @click.option("--action-std", type=float, default=0.3, show_default=True, help="Exploration std of the normalised arm action.")
-@click.option("--baseline", type=click.Choice(BASELINES), default="group", show_default=True,
-              help="Advantage baseline: the group's mean (GRPO) or the deterministic policy's rollout from the same state (ReMax).")
+@click.option("--baseline", type=click.Choice(BASELINES), default="gated", show_default=True,
+              help="Advantage baseline: the group's mean (GRPO), the deterministic policy's rollout from the same state (ReMax), "
+                   "or GRPO's in groups where some rollout beat the deterministic one (gated).")
+@click.option("--credit", type=click.Choice(CREDITS), default="subtask", show_default=True,
+              help="Chains: each subtask's advantage from what was solved from it on, or the rollout's for all its steps.")
 @click.option("--kl-coef", type=click.FloatRange(min=0), default=0.3, show_default=True,
               help="Weight of the KL divergence from the --checkpoint policy on the visited steps (0: none).")
 @click.option("--prioritize/--uniform", default=True, show_default=True,
@@ -578,14 +628,14 @@ def train_rl(cfg: RLConfig, *, progress: bool = True, echo: Any = print) -> dict
 @click.option("--save-every", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--no-progress", is_flag=True)
 def rl_command(agent: str, checkpoint: str, suite: str, setting: str, task: str | None, out: str, iterations: int, group_size: int,
-               max_steps: int, lr: float, clip: float, epochs: int, action_std: float, baseline: str, kl_coef: float,
+               max_steps: int, lr: float, clip: float, epochs: int, action_std: float, baseline: str, credit: str, kl_coef: float,
                prioritize: bool,
                eval_episodes: int, eval_batch: int,
                seed: int, eval_seed: int, threads: int | None, save_every: int, no_progress: bool) -> None:
     """Fine-tune a BC checkpoint with GRPO on the subtasks it solves: one task, or whole chains."""
     cfg = RLConfig(checkpoint=checkpoint, out=out, task=task, agent=agent, suite=suite, setting=setting, iterations=iterations,
                    group_size=group_size, max_steps=max_steps, lr=lr, clip=clip, epochs=epochs, action_std=action_std,
-                   baseline=baseline, kl_coef=kl_coef, prioritize=prioritize,
+                   baseline=baseline, credit=credit, kl_coef=kl_coef, prioritize=prioritize,
                    eval_episodes=eval_episodes, eval_batch=eval_batch, seed=seed, eval_seed=eval_seed, threads=threads,
                    save_every=save_every)
     summary = train_rl(cfg, progress=not no_progress, echo=click.echo)

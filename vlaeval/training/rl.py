@@ -117,10 +117,10 @@ class ChainCurriculum:
     Prioritised level replay (Jiang et al., 2021) with a chain's first task as its level and,
     as the level's score, the Laplace estimate of the probability that a group starting with it
     carries signal (a rollout solves more subtasks than the baseline: the group's mean, or the
-    greedy rollout's, see :func:`advantages`).  Why: with uniform chains two
-    groups in three start with a block task the BC policy almost never solves, every rollout
-    fails at the first subtask, and the group costs the most simulation (every rollout runs to
-    the step limit) to teach nothing.  A chain is drawn with probability proportional to its
+    greedy rollout's, see :func:`carries_signal`).  Why: with uniform chains two groups in
+    three start with a block task the BC policy almost never solves, every rollout fails at the
+    first subtask, and the group costs the most simulation (every rollout runs to the step
+    limit) to teach nothing.  A chain is drawn with probability proportional to its
     first task's score, so levels are still played in proportion to how often they occur when
     their scores are equal, and a task whose groups start carrying signal is replayed more.
     ``prioritize=False`` plays the pool in order.  Its state (counts and chains used) is saved with

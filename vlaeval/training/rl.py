@@ -411,14 +411,15 @@ def advantages(baseline: str, rewards: Sequence[float], greedy: float | None, pl
     either way.
     """
     s = np.asarray(rewards, dtype=np.float64)
+    depths = range(max(played, default=0))
     if baseline in ("group", "gated"):
         sd = s.std()
         scale = 0.0 if sd < 1e-8 else 1.0 / (sd + 1e-6)
-        solved_from = [float(np.maximum(s - k, 0.0).mean()) for k in range(int(max(played, default=0)))]
+        solved_from = [float(np.maximum(s - k, 0.0).mean()) for k in depths]
     else:
         assert greedy is not None
         scale = 1.0
-        solved_from = [max(greedy - k, 0.0) for k in range(int(max(played, default=0)))]
+        solved_from = [max(greedy - k, 0.0) for k in depths]
     out = []
     for si, n in zip(s, played):
         ks = range(n) if credit == "subtask" else [0] * n
